@@ -1,0 +1,35 @@
+"""filterwatch: watch the health of convolution filters while training.
+
+Degeneracy (sparse, collapsed, random-like, dead, non-finite filters) measured as in
+"CNN Filter DB" (Gavrikov & Keuper, CVPR 2022).
+
+Example:
+    >>> import torch, filterwatch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.Conv2d(16, 16, 3))
+    >>> report = filterwatch.analyze(net)
+    >>> [layer.name for layer in report.layers]
+    ['0', '1']
+"""
+
+from ._version import __version__
+from .analyze import analyze, measure_layer
+from .errors import FilterwatchError, InputError, NoConvLayersError, UndefinedMeasureError
+from .layers import ConvLayer, discover_layers
+from .loading import load_state_dict
+from .report import MEASURES, LayerReport, Report
+
+__all__ = [
+    "MEASURES",
+    "ConvLayer",
+    "FilterwatchError",
+    "InputError",
+    "LayerReport",
+    "NoConvLayersError",
+    "Report",
+    "UndefinedMeasureError",
+    "__version__",
+    "analyze",
+    "discover_layers",
+    "load_state_dict",
+    "measure_layer",
+]

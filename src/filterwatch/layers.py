@@ -1,0 +1,250 @@
+"""Find convolution layers in a Module or a bare state_dict and give their kernels.
+
+Every layer is described by a :class:`ConvLayer` whose :meth:`ConvLayer.kernel` returns the
+weight in the canonical ``(C_out, C_in/groups, *kernel)`` layout, also for transposed convs
+(PyTorch stores those as ``(C_in, C_out/groups, *kernel)``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedParameter
+
+from .errors import InputError
+
+__all__ = ["ConvLayer", "discover_layers", "parse_kernel_size", "strip_wrapper_prefix"]
+
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def strip_wrapper_prefix(name: str) -> str:
+    """Remove the prefixes added by ``torch.compile`` (``_orig_mod.``) and DDP (``module.``).
+
+    Example:
+        >>> strip_wrapper_prefix("module._orig_mod.layer1.0.conv1")
+        'layer1.0.conv1'
+    """
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, changed = name[len(prefix) :], True
+    return name
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One convolution layer found in a model or state_dict.
+
+    Attributes:
+        name: module path without wrapper prefixes (``layer1.0.conv1``).
+        shape: canonical weight shape ``(C_out, C_in/groups, *kernel)``.
+        kernel_size: spatial size, e.g. ``(3, 3)``.
+        groups: conv groups, ``None`` when unknown (a bare state_dict).
+        kind: module class name, or ``"tensor"`` for a state_dict entry.
+        transposed: whether the source weight was stored transposed (ConvTranspose).
+        depth: index among all conv layers of the model, in order of appearance.
+        depth_norm: ``depth / (number of conv layers - 1)``, in ``[0, 1]``.
+        unavailable: why the kernel cannot be read (lazy, meta); empty when it can.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    groups: int | None
+    kind: str
+    transposed: bool
+    depth: int
+    depth_norm: float
+    unavailable: str = ""
+    _tensor: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_filters(self) -> int:
+        """Number of kernel slices: ``C_out * C_in/groups``."""
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def kernel_numel(self) -> int:
+        """``K``, the number of values in one kernel slice."""
+        k = 1
+        for s in self.kernel_size:
+            k *= s
+        return k
+
+    @property
+    def is_pointwise(self) -> bool:
+        """True for 1x1 (or 1, 1x1x1) kernels, which have no spatial structure to measure."""
+        return self.kernel_numel == 1
+
+    def kernel(self) -> torch.Tensor:
+        """The detached weight in ``(C_out, C_in/groups, *kernel)`` layout (a view, no copy
+        for ordinary convs)."""
+        if self.unavailable or self._tensor is None:
+            raise InputError(f"layer `{self.name}`: kernel not available ({self.unavailable})")
+        w = self._tensor.detach()
+        if self.transposed:
+            g = self.groups or 1
+            c_in, c_out_g = w.shape[0], w.shape[1]
+            w = w.reshape(g, c_in // g, c_out_g, *w.shape[2:]).transpose(1, 2)
+            w = w.reshape(g * c_out_g, c_in // g, *w.shape[3:])
+        return w
+
+
+def parse_kernel_size(text: str | int | Sequence[int]) -> tuple[int, ...]:
+    """``"3x3"`` / ``3`` / ``(3, 3)`` -> ``(3, 3)`` (an int is a 1-tuple).
+
+    Example:
+        >>> parse_kernel_size("7x7"), parse_kernel_size(5)
+        ((7, 7), (5,))
+    """
+    try:
+        if isinstance(text, int):
+            dims: tuple[int, ...] = (text,)
+        elif isinstance(text, str):
+            dims = tuple(int(p) for p in text.lower().split("x"))
+        else:
+            dims = tuple(int(p) for p in text)
+        if not dims or min(dims) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InputError(
+            f"`kernel_size` expected sizes like '3x3', 5 or (3, 3), got {text!r}"
+        ) from None
+    return dims
+
+
+def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]:
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.modules.conv._ConvNd):
+            continue
+        weight = module.weight
+        info: dict[str, object] = {
+            "groups": module.groups,
+            "kind": type(module).__name__,
+            "transposed": bool(module.transposed),
+            "kernel_size": tuple(module.kernel_size),
+        }
+        if isinstance(weight, UninitializedParameter):
+            info["unavailable"] = "lazy module not materialised yet; run one forward pass first"
+            out_c, in_c = module.out_channels, 0
+            info["shape"] = (out_c, in_c, *module.kernel_size)
+        else:
+            info["tensor"] = weight
+            if weight.is_meta:
+                info["unavailable"] = "weight is on the meta device; load real weights first"
+        yield strip_wrapper_prefix(name), info
+
+
+def _state_dict_entries(state: Mapping[str, object]) -> Iterable[tuple[str, dict[str, object]]]:
+    for key, value in state.items():
+        if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
+            continue
+        if not key.endswith("weight") or value.ndim < 3 or not value.is_floating_point():
+            continue
+        name = strip_wrapper_prefix(key[: -len("weight")].rstrip("."))
+        info: dict[str, object] = {
+            "groups": None,
+            "kind": "tensor",
+            "transposed": False,
+            "kernel_size": tuple(int(s) for s in value.shape[2:]),
+            "tensor": value,
+        }
+        if value.is_meta:
+            info["unavailable"] = "weight is on the meta device; load real weights first"
+        yield name, info
+
+
+def _make_layer(name: str, info: dict[str, object], depth: int, total: int) -> ConvLayer:
+    tensor = info.get("tensor")
+    kernel_size = info["kernel_size"]
+    assert isinstance(kernel_size, tuple)
+    if isinstance(tensor, torch.Tensor):
+        shape = tuple(int(s) for s in tensor.shape)
+        if info["transposed"]:
+            g = info["groups"] or 1
+            assert isinstance(g, int)
+            shape = (shape[1] * g, shape[0] // g, *shape[2:])
+    else:
+        shape = info["shape"]  # type: ignore[assignment]
+    groups = info["groups"]
+    return ConvLayer(
+        name=name,
+        shape=shape,
+        kernel_size=kernel_size,
+        groups=groups if isinstance(groups, int) else None,
+        kind=str(info["kind"]),
+        transposed=bool(info["transposed"]),
+        depth=depth,
+        depth_norm=depth / (total - 1) if total > 1 else 0.0,
+        unavailable=str(info.get("unavailable", "")),
+        _tensor=tensor if isinstance(tensor, torch.Tensor) else None,
+    )
+
+
+def _selected(
+    layer: ConvLayer,
+    kernel_sizes: Sequence[tuple[int, ...]] | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    include_pointwise: bool,
+) -> bool:
+    if kernel_sizes is not None:
+        if layer.kernel_size not in kernel_sizes:
+            return False
+    elif layer.is_pointwise and not include_pointwise:
+        return False
+    if include and not any(fnmatch.fnmatchcase(layer.name, p) for p in include):
+        return False
+    return not any(fnmatch.fnmatchcase(layer.name, p) for p in exclude)
+
+
+def discover_layers(
+    source: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    kernel_sizes: Sequence[str | int | Sequence[int]] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    include_pointwise: bool = False,
+) -> list[ConvLayer]:
+    """List the conv layers of a module or state_dict, in order of appearance.
+
+    From a module: every ``Conv{1,2,3}d``, ``ConvTranspose{1,2,3}d`` and lazy variant (lazy
+    ones before their first forward are listed with ``unavailable`` set). From a state_dict:
+    every floating tensor of 3+ dims whose key ends in ``weight``. ``depth`` counts all conv
+    layers, selected or not, so it means the same whatever the filters.
+
+    Args:
+        source: an ``nn.Module`` (possibly wrapped by ``torch.compile`` or DDP) or a state_dict.
+        kernel_sizes: keep only these kernel sizes (``"3x3"``, ``(7, 7)``, ``3``...). When given,
+            it overrides ``include_pointwise``.
+        include: keep only layers whose name matches one of these globs.
+        exclude: drop layers whose name matches one of these globs.
+        include_pointwise: keep 1x1 layers (left out by default: VE is 0 for one-value kernels).
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        >>> [(layer.name, layer.kernel_size) for layer in discover_layers(net)]
+        [('0', (3, 3))]
+        >>> [layer.name for layer in discover_layers(net, include_pointwise=True)]
+        ['0', '2']
+    """
+    if isinstance(source, nn.Module):
+        entries = list(_module_entries(source))
+    elif isinstance(source, Mapping):
+        entries = list(_state_dict_entries(source))
+    else:
+        raise InputError(
+            f"`source` expected an nn.Module or a state_dict (mapping of name to tensor), got "
+            f"{type(source).__name__}; hint: use filterwatch.load_state_dict(path) for files"
+        )
+    sizes = None if kernel_sizes is None else [parse_kernel_size(k) for k in kernel_sizes]
+    layers = [_make_layer(n, info, i, len(entries)) for i, (n, info) in enumerate(entries)]
+    return [layer for layer in layers if _selected(layer, sizes, include, exclude, include_pointwise)]

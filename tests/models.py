@@ -1,0 +1,62 @@
+"""Model and layer builders for tests and benchmarks (torchvision-free look-alikes)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def random_layer(c_out: int, c_in: int, k: int = 3, seed: int = 0) -> torch.Tensor:
+    """Kaiming-uniform init, as PyTorch initialises nn.Conv2d."""
+    torch.manual_seed(seed)
+    return nn.Conv2d(c_in, c_out, k, bias=False).weight.detach().double().clone()
+
+
+def trained_like_layer(c_out: int, c_in: int, rank: int = 3, noise: float = 0.05,
+                       seed: int = 0) -> torch.Tensor:
+    """Low-rank filter patterns plus noise: what a trained layer's spectrum looks like."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(rank, 9, generator=g, dtype=torch.float64)
+    coef = torch.randn(c_out * c_in, rank, generator=g, dtype=torch.float64)
+    f = coef @ basis + noise * torch.randn(c_out * c_in, 9, generator=g, dtype=torch.float64)
+    return f.reshape(c_out, c_in, 3, 3)
+
+
+def sparse_layer(c_out: int, c_in: int, share: float = 0.4, seed: int = 0) -> torch.Tensor:
+    w = trained_like_layer(c_out, c_in, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    idx = torch.randperm(c_out * c_in, generator=g)[: int(share * c_out * c_in)]
+    w.view(-1, 9)[idx] *= 1e-4
+    return w
+
+
+def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+    )
+
+
+def resnet18_like(width: int = 64) -> nn.Sequential:
+    """Conv shapes of ResNet-18 (7x7 stem, 8 basic blocks, 1x1 downsamples)."""
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 7, 2, 3, bias=False)]
+    c = width
+    for i, mult in enumerate((1, 2, 4, 8)):
+        out = width * mult
+        stride = 1 if i == 0 else 2
+        layers += [_block(c, out, stride), _block(out, out)]
+        if c != out:
+            layers.append(nn.Conv2d(c, out, 1, stride, bias=False))
+        c = out
+    return nn.Sequential(*layers)
+
+
+def mobilenet_like(width: int = 32) -> nn.Sequential:
+    """Depthwise-separable blocks: 3x3 depthwise (groups = channels) + 1x1 pointwise."""
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 2, 1, bias=False)]
+    c = width
+    for out in (64, 128, 128, 256):
+        layers += [nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), nn.ReLU(),
+                   nn.Conv2d(c, out, 1, bias=False), nn.ReLU()]
+        c = out
+    return nn.Sequential(*layers)
