@@ -24,7 +24,7 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks tools
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 clean:

@@ -56,7 +56,7 @@ def test_no_conv_weights(bad_files: dict[str, Path]) -> None:
 
 
 def test_missing_and_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="expected an existing file.*no such file"):
+    with pytest.raises(InputError, match=r"expected an existing file.*no such file"):
         load_state_dict(tmp_path / "missing.pt")
     with pytest.raises(InputError, match="got a directory"):
         load_state_dict(tmp_path)

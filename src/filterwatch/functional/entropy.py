@@ -19,7 +19,7 @@ _DEGENERATE_RTOL = 1e-12
 
 
 class VEStats(NamedTuple):
-    """Sufficient statistics of a filter set: number of filters, mean ``(K,)`` and centred scatter ``(K, K)``."""
+    """Sufficient statistics of a filter set: ``n``, mean ``(K,)``, centred scatter ``(K, K)``."""
 
     n: int
     mean: torch.Tensor
