@@ -46,3 +46,38 @@ def orthogonality(w: np.ndarray) -> float:
     u = np.array(unit)
     g = u @ u.T
     return float(1 - np.abs(g - np.eye(n)).sum() / (n * (n - 1)))
+
+
+def drift(reference: np.ndarray, current: np.ndarray, bins: int = 70) -> tuple[float, np.ndarray]:
+    """The notebook pipeline: sklearn PCA, np.histogram, KL sum (filters as (n, K) rows)."""
+    from sklearn.decomposition import PCA
+
+    def scale(f: np.ndarray) -> np.ndarray:
+        peak = np.abs(f).max(axis=1, keepdims=True)
+        peak[peak == 0] = 1
+        return f / peak
+
+    ref, cur = scale(reference.astype(np.float64)), scale(current.astype(np.float64))
+    k = ref.shape[1]
+    pca = PCA(n_components=k, svd_solver="full").fit(ref)
+    comps = pca.components_.copy()
+    for row in comps:  # sign convention: largest-magnitude entry positive
+        if row[np.argmax(np.abs(row))] < 0:
+            row *= -1
+    ref_c = (ref - pca.mean_) @ comps.T
+    cur_c = np.clip((cur - pca.mean_) @ comps.T, ref_c.min(), ref_c.max())
+    lo, hi = ref_c.min(), ref_c.max()
+    eps = np.finfo(np.float32).eps
+    terms = np.zeros(k)
+    for i in range(k):
+        p, _ = np.histogram(ref_c[:, i], bins=bins, range=(lo, hi))
+        q, _ = np.histogram(cur_c[:, i], bins=bins, range=(lo, hi))
+        p = p / p.sum()
+        q = q / q.sum()
+        p[p == 0] = eps
+        q[q == 0] = eps
+        p, q = p / p.sum(), q / q.sum()
+        kl_pq = np.sum(p * np.log(p / q))
+        kl_qp = np.sum(q * np.log(q / p))
+        terms[i] = pca.explained_variance_ratio_[i] * (kl_pq + kl_qp)
+    return float(terms.sum()), terms
