@@ -16,6 +16,7 @@ from .analyze import analyze, measure_layer
 from .errors import FilterwatchError, InputError, NoConvLayersError, UndefinedMeasureError
 from .layers import ConvLayer, discover_layers
 from .loading import load_state_dict
+from .reference import Reference
 from .report import MEASURES, LayerReport, Report
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "InputError",
     "LayerReport",
     "NoConvLayersError",
+    "Reference",
     "Report",
     "UndefinedMeasureError",
     "__version__",

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ._version import __version__
+from .compare import compare_to_reference
 from .errors import InputError, NoConvLayersError, UndefinedMeasureError
 from .functional._filters import _as_float64, _filter_matrix, _output_filter_matrix
 from .functional.entropy import _normalize, _variance_entropy_compute, _variance_entropy_update
@@ -17,6 +18,7 @@ from .functional.orthogonality import _orthogonality_compute, _orthogonality_upd
 from .functional.sparsity import _sparsity_compute, _sparsity_update
 from .layers import ConvLayer, discover_layers
 from .loading import load_state_dict
+from .reference import Reference
 from .report import LayerReport, Report
 
 __all__ = ["analyze", "measure_layer"]
@@ -137,6 +139,10 @@ def analyze(
     sparsity_eps: float = 0.01,
     orthogonality: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
+    reference: Reference | None = None,
+    layer_map: Mapping[str, str] | None = None,
+    match_by_order: bool = False,
+    allow_unmatched: bool = False,
 ) -> Report:
     """Measure the filters of every selected conv layer.
 
@@ -147,6 +153,10 @@ def analyze(
         sparsity_eps: relative threshold of :func:`filterwatch.functional.sparsity`.
         orthogonality: compute orthogonality (the costly measure).
         progress: called as ``progress(done, total, layer_name)`` after each layer.
+        reference: adds ``drift``, ``drift_components`` and (with a snapshot)
+            ``relative_change`` per layer; see :class:`filterwatch.Reference`.
+        layer_map, match_by_order, allow_unmatched: how layer names are matched to the
+            reference's, see :func:`filterwatch.matching.match_layers`.
 
     Raises:
         NoConvLayersError: the source holds no conv layer, or none matches the selection.
@@ -182,6 +192,11 @@ def analyze(
             f"conv layers of {name}, got none (kernel sizes present: {', '.join(found)}); "
             "hint: 1x1 layers need include_pointwise=True"
         )
+    settings: dict[str, object] = {
+        "sparsity_eps": sparsity_eps, "include_pointwise": include_pointwise,
+        "kernel_sizes": None if kernel_sizes is None else [str(k) for k in kernel_sizes],
+        "include": list(include), "exclude": list(exclude),
+    }
     reports = []
     with torch.no_grad():
         for i, layer in enumerate(layers):
@@ -190,12 +205,14 @@ def analyze(
             )
             if progress is not None:
                 progress(i + 1, len(layers), layer.name)
+    if reference is not None:
+        compare_to_reference(layers, reports, reference, layer_map=layer_map,
+                             match_by_order=match_by_order, allow_unmatched=allow_unmatched)
+    settings["reference"] = None if reference is None else ", ".join(reference.sources)
     return Report(
         layers=reports,
         source=name,
-        settings={"sparsity_eps": sparsity_eps, "include_pointwise": include_pointwise,
-                  "kernel_sizes": None if kernel_sizes is None else [str(k) for k in kernel_sizes],
-                  "include": list(include), "exclude": list(exclude)},
+        settings=settings,
         filterwatch_version=__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )

@@ -1,4 +1,8 @@
-"""The ``filterwatch`` command line: ``filterwatch scan PATH ...``.
+"""The ``filterwatch`` command line.
+
+- ``filterwatch scan PATH [--reference REF|random-init] ...``: measure a checkpoint.
+- ``filterwatch reference build PATH... -o REF [--group layer|depth|kernel]``.
+- ``filterwatch reference show REF``.
 
 Exit codes: 0 success, 2 usage or input error (1 is reserved for a failed quality gate).
 Errors are one line on stderr; ``--debug`` shows the traceback.
@@ -8,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from ._atomic import write_text_atomic
+from . import _cli_commands as commands
 from ._version import __version__
-from .analyze import analyze
 from .errors import FilterwatchError
-from .render import to_markdown, to_table
-from .report import Report
+from .reference import GROUPINGS
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
 _FORMATS = ("table", "json", "markdown")
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
 class _UsageError(Exception):
@@ -37,72 +38,66 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="filterwatch", description="Measure the health of conv filters.")
-    parser.add_argument("--version", action="version", version=f"filterwatch {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+def _selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel-size", action="append", metavar="KxK", dest="kernel_sizes",
+                   help="only layers with this kernel size (repeatable), e.g. 3x3")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="only layers whose name matches (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip layers whose name matches (repeatable)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary line")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan = sub.add_parser("scan", help="measure a checkpoint's conv filters")
     scan.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
     scan.add_argument("--format", choices=_FORMATS, default="table")
     scan.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
-    scan.add_argument("--kernel-size", action="append", metavar="KxK", dest="kernel_sizes",
-                      help="only layers with this kernel size (repeatable), e.g. 3x3")
-    scan.add_argument("--include", action="append", default=[], metavar="GLOB",
-                      help="only layers whose name matches (repeatable)")
-    scan.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                      help="skip layers whose name matches (repeatable)")
+    _selection(scan)
     scan.add_argument("--include-pointwise", action="store_true", help="also measure 1x1 layers")
     scan.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS")
     scan.add_argument("--no-orthogonality", action="store_true", help="skip the costly measure")
-    scan.add_argument("--quiet", "-q", action="store_true", help="no progress or summary line")
-    scan.add_argument("--debug", action="store_true", help="show tracebacks")
+    scan.add_argument("--reference", metavar="REF",
+                      help=f"reference file for drift, or '{commands.RANDOM_INIT}'")
+    scan.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                      help="reference layer OLD is model layer NEW (repeatable)")
+    scan.add_argument("--match-by-order", action="store_true",
+                      help="pair unmatched layers by order when shapes agree")
+    scan.add_argument("--allow-unmatched", action="store_true",
+                      help="layers without a reference get no drift instead of an error")
+    _common(scan)
+    scan.set_defaults(func=commands.scan)
+
+
+def _add_reference(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ref = sub.add_parser("reference", help="build or inspect drift references")
+    ref_sub = ref.add_subparsers(dest="ref_command", parser_class=_Parser, metavar="ACTION")
+    build = ref_sub.add_parser("build", help="build a reference from one or more checkpoints")
+    build.add_argument("paths", nargs="+", metavar="PATH")
+    build.add_argument("--output", "-o", required=True, metavar="REF")
+    build.add_argument("--group", choices=GROUPINGS, default="layer")
+    build.add_argument("--snapshot", action="store_true",
+                       help="also keep the raw weights (for relative change; one PATH)")
+    _selection(build)
+    _common(build)
+    build.set_defaults(func=commands.reference_build)
+    show = ref_sub.add_parser("show", help="describe a reference file")
+    show.add_argument("reference", metavar="REF")
+    _common(show)
+    show.set_defaults(func=commands.reference_show)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="filterwatch", description="Measure the health of conv filters.")
+    parser.add_argument("--version", action="version", version=f"filterwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    _add_scan(sub)
+    _add_reference(sub)
     return parser
-
-
-def _render(report: Report, fmt: str) -> str:
-    if fmt == "json":
-        return report.to_json()
-    if fmt == "markdown":
-        return to_markdown(report)
-    return to_table(report)
-
-
-def _progress(stream: TextIO):  # type: ignore[no-untyped-def]
-    def show(done: int, total: int, name: str) -> None:
-        if stream.isatty():
-            stream.write(f"\r[{done}/{total}] {name[:60]:<60}")
-            if done == total:
-                stream.write("\r" + " " * 70 + "\r")
-            stream.flush()
-
-    return show
-
-
-def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    start = time.perf_counter()
-    report = analyze(
-        args.path,
-        kernel_sizes=args.kernel_sizes,
-        include=args.include,
-        exclude=args.exclude,
-        include_pointwise=args.include_pointwise,
-        sparsity_eps=args.sparsity_eps,
-        orthogonality=not args.no_orthogonality,
-        progress=None if args.quiet else _progress(err),
-    )
-    text = _render(report, args.format)
-    if args.output:
-        write_text_atomic(Path(args.output), text)
-    else:
-        out.write(text)
-    if not args.quiet:
-        s = report.summary
-        err.write(
-            f"filterwatch: scanned {s['n_layers']} layers ({s['n_filters']} filters) of "
-            f"{args.path} in {time.perf_counter() - start:.2f} s"
-            + (f"; wrote {args.output}" if args.output else "") + "\n"
-        )
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
@@ -114,9 +109,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     debug = "--debug" in argv
     try:
         args = _build_parser().parse_args(argv)
-        if args.command is None:
-            raise _UsageError("expected a command: scan (see 'filterwatch --help')")
-        return _scan(args, out, err)
+        func: Command | None = getattr(args, "func", None)
+        if func is None:
+            what = "an action: build, show" if args.command == "reference" else "a command: scan, reference"
+            raise _UsageError(f"expected {what} (see 'filterwatch --help')")
+        return func(args, out, err)
     except _UsageError as exc:
         err.write(f"filterwatch: error: {exc}\n")
         return EXIT_USAGE

@@ -30,7 +30,18 @@ def _fmt(value: float | int | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _row(layer: LayerReport) -> list[str]:
+def _has_reference(report: Report) -> bool:
+    return bool(report.settings.get("reference"))
+
+
+def _columns(report: Report) -> tuple[tuple[str, str], ...]:
+    if _has_reference(report):
+        return (*_COLUMNS, ("drift", ">"), ("rel change", ">"))
+    return _COLUMNS
+
+
+def _row(layer: LayerReport, drift: bool = False) -> list[str]:
+    extra = [_fmt(layer.drift), _fmt(layer.relative_change)] if drift else []
     return [
         layer.name,
         "x".join(map(str, layer.shape)),
@@ -43,11 +54,13 @@ def _row(layer: LayerReport) -> list[str]:
         _fmt(layer.orthogonality),
         _fmt(layer.dead_channels),
         _fmt(layer.nonfinite),
+        *extra,
     ]
 
 
 def _summary_row(report: Report) -> list[str]:
     mean = report.summary.get("mean", {})
+    extra = [_fmt(mean.get("drift")), _fmt(mean.get("relative_change"))] if _has_reference(report) else []
     return [
         "(filter-weighted mean)",
         "",
@@ -56,6 +69,7 @@ def _summary_row(report: Report) -> list[str]:
         *(_fmt(mean.get(m.key)) for m in MEASURES[:5]),
         _fmt(sum(layer.dead_channels or 0 for layer in report.layers)),
         _fmt(sum(layer.nonfinite or 0 for layer in report.layers)),
+        *extra,
     ]
 
 
@@ -72,7 +86,8 @@ def _notes(report: Report) -> list[str]:
 
 def _worst_line(report: Report) -> str:
     parts = []
-    for m in MEASURES[:5]:
+    keys = MEASURES[:5] + (MEASURES[7:8] if _has_reference(report) else ())
+    for m in keys:
         worst = report.summary.get("worst", {}).get(m.key) or []
         if worst:
             parts.append(f"{m.label} {worst[0]['layer']} ({_fmt(worst[0]['value'])})")
@@ -88,13 +103,16 @@ def to_table(report: Report) -> str:
         >>> to_table(rep).split()[:5]
         ['layer', 'shape', 'k', 'filters', 'sparsity']
     """
-    rows = [[c for c, _ in _COLUMNS], *(_row(layer) for layer in report.layers), _summary_row(report)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    columns = _columns(report)
+    drift = _has_reference(report)
+    rows = [[c for c, _ in columns], *(_row(layer, drift) for layer in report.layers),
+            _summary_row(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     lines = []
     for i, row in enumerate(rows):
         cells = [
             cell.ljust(w) if (align == "<" or i == 0) else cell.rjust(w)
-            for cell, w, (_, align) in zip(row, widths, _COLUMNS, strict=True)
+            for cell, w, (_, align) in zip(row, widths, columns, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
         if i == 0 or i == len(rows) - 2:
@@ -106,15 +124,16 @@ def to_table(report: Report) -> str:
 
 def to_markdown(report: Report) -> str:
     """A GitHub-flavoured Markdown table (for CI job summaries and PR comments)."""
-    header = [c for c, _ in _COLUMNS]
+    columns = _columns(report)
+    header = [c for c, _ in columns]
     lines = [
         f"### filterwatch: {report.source or 'model'}",
         "",
         "| " + " | ".join(header) + " |",
-        "| " + " | ".join("---:" if a == ">" else "---" for _, a in _COLUMNS) + " |",
+        "| " + " | ".join("---:" if a == ">" else "---" for _, a in columns) + " |",
     ]
     for layer in report.layers:
-        cells = _row(layer)
+        cells = _row(layer, _has_reference(report))
         cells[0] = f"`{cells[0]}`"
         lines.append("| " + " | ".join(cells) + " |")
     summary = _summary_row(report)

@@ -34,6 +34,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("orthogonality", "orth", "low", "1 - mean |cosine| between output filters"),
     Measure("dead_channels", "dead", "high", "output channels whose filters are all zero"),
     Measure("nonfinite", "nonfinite", "high", "NaN/Inf values in the weight"),
+    Measure("drift", "drift", "high", "symmetric KL of filter distributions vs the reference"),
+    Measure("relative_change", "rel change", "high", "||W - W_ref|| / ||W_ref||"),
 )
 _MEASURE_KEYS = tuple(m.key for m in MEASURES)
 
@@ -64,6 +66,9 @@ class LayerReport:
     weight_norm: float | None = None
     filter_l1_mean: float | None = None
     filter_l2_mean: float | None = None
+    drift: float | None = None
+    drift_components: list[float] | None = None
+    relative_change: float | None = None
     undefined: dict[str, str] = field(default_factory=dict)
 
     def value(self, measure: str) -> float | None:

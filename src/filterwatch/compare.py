@@ -1,0 +1,86 @@
+"""Drift and relative change of a model's layers against a :class:`Reference`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from .errors import InputError, UndefinedMeasureError
+from .functional.drift import drift
+from .functional.norms import relative_change
+from .layers import ConvLayer
+from .matching import match_layers
+from .reference import Reference
+from .report import LayerReport
+
+__all__ = ["compare_to_reference"]
+
+
+def _names_for(
+    layers: Sequence[ConvLayer], ref: Reference, layer_map: Mapping[str, str] | None,
+    by_order: bool, allow_unmatched: bool,
+) -> dict[str, str]:
+    """Model layer name -> reference layer name (only meaningful for per-layer references)."""
+    names = [layer.name for layer in layers]
+    if ref.grouping != "layer":
+        return {n: n for n in names}
+    shapes = ({layer.name: list(layer.shape) for layer in layers}, ref.layer_shapes)
+    return match_layers(names, list(ref.groups), mapping=layer_map, by_order=by_order,
+                        shapes=shapes, allow_unmatched=allow_unmatched)
+
+
+def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | None) -> None:
+    if layer.unavailable:
+        report.undefined["drift"] = layer.unavailable
+        return
+    if ref_name is None:
+        report.undefined["drift"] = "no matching layer in the reference"
+        return
+    key = ref.key_for(layer, ref_name)
+    group = ref.groups.get(key)
+    if group is None:
+        report.undefined["drift"] = f"the reference has no group `{key}`"
+        return
+    if group.kernel_size != layer.kernel_size:
+        raise InputError(
+            f"layer `{layer.name}`: reference group `{key}` expected "
+            f"{'x'.join(map(str, group.kernel_size))} kernels, got "
+            f"{'x'.join(map(str, layer.kernel_size))}; hint: the reference was built from another model"
+        )
+    w = layer.kernel()
+    try:
+        result = drift(w, group.basis)
+        report.drift = result.value
+        report.drift_components = result.components.tolist()
+    except UndefinedMeasureError as exc:
+        report.undefined["drift"] = str(exc)
+    snap = ref.snapshot.get(ref_name)
+    if snap is not None and tuple(snap.shape) == tuple(w.shape):
+        if int((~torch.isfinite(w)).sum()) == 0:
+            report.relative_change = relative_change(w, snap)
+        else:
+            report.undefined["relative_change"] = "the weight holds non-finite values"
+    elif ref.snapshot:
+        report.undefined["relative_change"] = "no reference weights of the same shape"
+
+
+def compare_to_reference(
+    layers: Sequence[ConvLayer],
+    reports: Sequence[LayerReport],
+    reference: Reference,
+    *,
+    layer_map: Mapping[str, str] | None = None,
+    match_by_order: bool = False,
+    allow_unmatched: bool = False,
+) -> None:
+    """Fill ``drift``, ``drift_components`` and ``relative_change`` of each report in place.
+
+    Raises:
+        InputError: layers that cannot be matched to the reference (unless
+            ``allow_unmatched``), or a kernel-size mismatch.
+    """
+    names = _names_for(layers, reference, layer_map, match_by_order, allow_unmatched)
+    with torch.no_grad():
+        for layer, report in zip(layers, reports, strict=True):
+            _one(layer, report, reference, names.get(layer.name))
