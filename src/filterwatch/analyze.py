@@ -11,17 +11,17 @@ from torch import nn
 
 from ._version import __version__
 from .compare import compare_to_reference
-from .errors import InputError, NoConvLayersError, UndefinedMeasureError
+from .errors import InputError, UndefinedMeasureError
 from .functional._filters import _as_float64, _filter_matrix, _output_filter_matrix
 from .functional.entropy import _normalize, _variance_entropy_compute, _variance_entropy_update
 from .functional.orthogonality import _orthogonality_compute, _orthogonality_update
 from .functional.sparsity import _sparsity_compute, _sparsity_update
-from .layers import ConvLayer, discover_layers
+from .layers import ConvLayer, LayerSelection
 from .loading import load_state_dict
 from .reference import Reference
 from .report import LayerReport, Report
 
-__all__ = ["analyze", "measure_layer"]
+__all__ = ["analyze", "analyze_layers", "measure_layer"]
 
 _FILTER_MEASURES = (
     "sparsity",
@@ -171,32 +171,34 @@ def analyze(
         >>> layer.sparsity, round(layer.variance_entropy_norm, 1)
         (0.0, 1.0)
     """
-    if not 0.0 <= sparsity_eps <= 1.0:
-        raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
     name = _describe(source)
     state = load_state_dict(source) if isinstance(source, str | Path) else source
-    everything = discover_layers(state, include_pointwise=True)
-    if not everything:
-        raise NoConvLayersError(
-            f"`source` expected a model with conv layers, got {name} with none; "
-            "hint: filterwatch measures Conv1d/2d/3d and ConvTranspose weights"
-        )
-    layers = discover_layers(
-        state, kernel_sizes=kernel_sizes, include=include, exclude=exclude,
-        include_pointwise=include_pointwise,
+    selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
+    return analyze_layers(
+        selection.select(state, name), source=name, settings=selection.as_dict(),
+        sparsity_eps=sparsity_eps, orthogonality=orthogonality, progress=progress,
+        reference=reference, layer_map=layer_map, match_by_order=match_by_order,
+        allow_unmatched=allow_unmatched,
     )
-    if not layers:
-        found = sorted({"x".join(map(str, layer.kernel_size)) for layer in everything})
-        raise NoConvLayersError(
-            f"`kernel_sizes`/`include`/`exclude` expected to select some of the {len(everything)} "
-            f"conv layers of {name}, got none (kernel sizes present: {', '.join(found)}); "
-            "hint: 1x1 layers need include_pointwise=True"
-        )
-    settings: dict[str, object] = {
-        "sparsity_eps": sparsity_eps, "include_pointwise": include_pointwise,
-        "kernel_sizes": None if kernel_sizes is None else [str(k) for k in kernel_sizes],
-        "include": list(include), "exclude": list(exclude),
-    }
+
+
+def analyze_layers(
+    layers: Sequence[ConvLayer],
+    *,
+    source: str = "",
+    settings: Mapping[str, object] | None = None,
+    sparsity_eps: float = 0.01,
+    orthogonality: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+    reference: Reference | None = None,
+    layer_map: Mapping[str, str] | None = None,
+    match_by_order: bool = False,
+    allow_unmatched: bool = False,
+    step: int | None = None,
+) -> Report:
+    """:func:`analyze` on layers that were already discovered (used by the monitors)."""
+    if not 0.0 <= sparsity_eps <= 1.0:
+        raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
     reports = []
     with torch.no_grad():
         for i, layer in enumerate(layers):
@@ -208,11 +210,13 @@ def analyze(
     if reference is not None:
         compare_to_reference(layers, reports, reference, layer_map=layer_map,
                              match_by_order=match_by_order, allow_unmatched=allow_unmatched)
-    settings["reference"] = None if reference is None else ", ".join(reference.sources)
+    all_settings: dict[str, object] = {"sparsity_eps": sparsity_eps, **(settings or {})}
+    all_settings["reference"] = None if reference is None else ", ".join(reference.sources)
     return Report(
         layers=reports,
-        source=name,
-        settings=settings,
+        source=source,
+        settings=all_settings,
+        step=step,
         filterwatch_version=__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )

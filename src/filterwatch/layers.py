@@ -17,7 +17,14 @@ from torch.nn.parameter import UninitializedParameter
 
 from .errors import InputError
 
-__all__ = ["ConvLayer", "discover_layers", "parse_kernel_size", "strip_wrapper_prefix"]
+__all__ = [
+    "ConvLayer",
+    "LayerSelection",
+    "discover_layers",
+    "layer_from_module",
+    "parse_kernel_size",
+    "strip_wrapper_prefix",
+]
 
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
@@ -142,6 +149,21 @@ def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]
         yield strip_wrapper_prefix(name), info
 
 
+def layer_from_module(
+    name: str, module: nn.Module, weight: torch.Tensor, depth: int = 0, total: int = 1
+) -> ConvLayer:
+    """A :class:`ConvLayer` for ``module`` with an explicit ``weight`` (e.g. the effective kernel
+    seen by a forward hook, with parametrizations applied)."""
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        raise InputError(f"`module` expected a conv module, got {type(module).__name__} ({name})")
+    info: dict[str, object] = {
+        "groups": module.groups, "kind": type(module).__name__,
+        "transposed": bool(module.transposed), "kernel_size": tuple(module.kernel_size),
+        "tensor": weight,
+    }
+    return _make_layer(strip_wrapper_prefix(name), info, depth, total)
+
+
 def _state_dict_entries(state: Mapping[str, object]) -> Iterable[tuple[str, dict[str, object]]]:
     for key, value in state.items():
         if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
@@ -245,6 +267,58 @@ def discover_layers(
             f"`source` expected an nn.Module or a state_dict (mapping of name to tensor), got "
             f"{type(source).__name__}; hint: use filterwatch.load_state_dict(path) for files"
         )
-    sizes = None if kernel_sizes is None else [parse_kernel_size(k) for k in kernel_sizes]
     layers = [_make_layer(n, info, i, len(entries)) for i, (n, info) in enumerate(entries)]
-    return [layer for layer in layers if _selected(layer, sizes, include, exclude, include_pointwise)]
+    selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
+    return selection.filter(layers)
+
+
+@dataclass(frozen=True)
+class LayerSelection:
+    """Which layers to measure: kernel sizes, name globs, and whether 1x1 layers count."""
+
+    kernel_sizes: Sequence[str | int | Sequence[int]] | None = None
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    include_pointwise: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kernel_sizes is not None:
+            for k in self.kernel_sizes:
+                parse_kernel_size(k)  # fail early, in __init__ of whoever holds us
+        for arg in ("include", "exclude"):
+            value = getattr(self, arg)
+            if isinstance(value, str):
+                raise InputError(f"`{arg}` expected a list of globs, got the string {value!r}; "
+                                 f"hint: {arg}=[{value!r}]")
+
+    def select(self, source: nn.Module | Mapping[str, torch.Tensor], what: str) -> list[ConvLayer]:
+        """The selected layers of ``source``; raises NoConvLayersError when there are none."""
+        from .errors import NoConvLayersError
+
+        everything = discover_layers(source, include_pointwise=True)
+        if not everything:
+            raise NoConvLayersError(
+                f"`source` expected a model with conv layers, got {what} with none; "
+                "hint: filterwatch measures Conv1d/2d/3d and ConvTranspose weights"
+            )
+        layers = self.filter(everything)
+        if not layers:
+            found = sorted({"x".join(map(str, layer.kernel_size)) for layer in everything})
+            raise NoConvLayersError(
+                f"`kernel_sizes`/`include`/`exclude` expected to select some of the "
+                f"{len(everything)} conv layers of {what}, got none (kernel sizes present: "
+                f"{', '.join(found)}); hint: 1x1 layers need include_pointwise=True"
+            )
+        return layers
+
+    def filter(self, layers: Sequence[ConvLayer]) -> list[ConvLayer]:
+        sizes = None if self.kernel_sizes is None else [parse_kernel_size(k) for k in self.kernel_sizes]
+        return [layer for layer in layers
+                if _selected(layer, sizes, self.include, self.exclude, self.include_pointwise)]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "include_pointwise": self.include_pointwise,
+            "kernel_sizes": None if self.kernel_sizes is None else [str(k) for k in self.kernel_sizes],
+            "include": list(self.include), "exclude": list(self.exclude),
+        }

@@ -92,6 +92,7 @@ class Report:
     summary: dict[str, Any] = field(default_factory=dict)
     filterwatch_version: str = ""
     created: str = ""
+    step: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -109,8 +110,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: header keys first, then the summary, then the layers."""
         data = asdict(self)
-        order = ("schema_version", "filterwatch_version", "created", "source", "settings",
-                 "summary", "layers")
+        order = ("schema_version", "filterwatch_version", "created", "source", "step",
+                 "settings", "summary", "layers")
         return _clean_json({k: data[k] for k in order})  # type: ignore[no-any-return]
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -141,6 +142,7 @@ class Report:
                 summary=dict(data.get("summary", {})),
                 filterwatch_version=str(data.get("filterwatch_version", "")),
                 created=str(data.get("created", "")),
+                step=data.get("step"),
             )
         except (KeyError, TypeError) as exc:
             raise InputError(f"{where}: not a filterwatch report ({exc})") from None
