@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 from safetensors.torch import save_file
 from torch import nn
+
+# CI runs the same examples every time: a failure there is reproducible, never flaky.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 
 def small_cnn(seed: int = 0) -> nn.Sequential:

@@ -75,7 +75,7 @@ def test_drift_grows_along_interpolation_to_random(seed: int) -> None:
     values = [drift((1 - t) * ref + t * other, basis).value for t in steps]
     assert values[0] == 0.0
     assert all(b > a for a, b in itertools.pairwise(values)), values
-    assert drift(other, basis).value > values[2] > 0.05  # and the far end is far
+    assert drift(other, basis).value > values[-1]  # the far end is farther still
 
 
 def test_degenerate_references() -> None:
