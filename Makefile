@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/scan_demo.py
+	$(PY) examples/finetune_digits.py
 
 test: lint pytest
 

@@ -11,17 +11,34 @@ Example:
     ['0', '1']
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .analyze import analyze, measure_layer
 from .errors import FilterwatchError, InputError, NoConvLayersError, UndefinedMeasureError
+from .hooks import Watcher, watch
 from .layers import ConvLayer, discover_layers
 from .loading import load_state_dict
 from .reference import Reference
 from .report import MEASURES, LayerReport, Report
 
+if TYPE_CHECKING:
+    from .callbacks import FilterWatch
+
+
+def __getattr__(name: str) -> Any:
+    """Lightning is imported only when a callback is asked for."""
+    if name == "FilterWatch":
+        from .callbacks import FilterWatch
+
+        return FilterWatch
+    raise AttributeError(f"module 'filterwatch' has no attribute {name!r}")
+
+
 __all__ = [
     "MEASURES",
     "ConvLayer",
+    "FilterWatch",
     "FilterwatchError",
     "InputError",
     "LayerReport",
@@ -29,9 +46,11 @@ __all__ = [
     "Reference",
     "Report",
     "UndefinedMeasureError",
+    "Watcher",
     "__version__",
     "analyze",
     "discover_layers",
     "load_state_dict",
     "measure_layer",
+    "watch",
 ]

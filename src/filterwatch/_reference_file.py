@@ -20,9 +20,8 @@ FORMAT = "filterwatch-reference"
 VERSION = 1
 
 
-def save_reference(ref: Reference, path: Path) -> None:
-    from safetensors.torch import save_file
-
+def reference_to_tensors(ref: Reference) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Plain tensors + JSON-able metadata (the file's content, also used in checkpoints)."""
     tensors: dict[str, torch.Tensor] = {}
     groups = []
     for i, (key, g) in enumerate(ref.groups.items()):
@@ -39,6 +38,13 @@ def save_reference(ref: Reference, path: Path) -> None:
         "filterwatch_version": ref.filterwatch_version, "layer_shapes": ref.layer_shapes,
         "groups": groups, "snapshot": sorted(ref.snapshot),
     }
+    return tensors, meta
+
+
+def save_reference(ref: Reference, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors, meta = reference_to_tensors(ref)
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"filterwatch": json.dumps(meta)}))
 
 
@@ -100,6 +106,14 @@ def _group(path: Path, i: int, g: dict[str, Any], tensors: dict[str, torch.Tenso
 
 def load_reference(path: Path) -> Reference:
     meta, tensors = _read(path)
+    return reference_from_tensors(tensors, meta, path)
+
+
+def reference_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                           path: Path) -> Reference:
+    """Inverse of :func:`reference_to_tensors`, validating every group."""
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise _fail(path, "metadata of another format or version")
     try:
         bins = int(meta["bins"])
         groups_meta = list(meta["groups"])

@@ -1,4 +1,4 @@
-"""Demo (``make demo``): train a small CNN on scikit-learn's digits, save it, scan it.
+"""Train a small CNN on scikit-learn's digits, save it, scan it.
 
 Trains for a few seconds on 2 CPU cores, writes ``runs/demo/digits_cnn.pt`` plus a copy
 whose second conv layer has 30 % of its filters zeroed, then runs ``filterwatch scan`` on

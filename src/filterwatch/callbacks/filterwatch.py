@@ -1,0 +1,261 @@
+"""``FilterWatch``: a Lightning callback that watches every conv layer's filters.
+
+``Trainer(callbacks=[FilterWatch()])`` is enough: it snapshots the kernels on a schedule,
+logs degeneracy, drift and relative change against the weights at the start of ``fit`` to
+every logger, and with TensorBoard adds a layout, histograms, filter grids, layer x step
+heatmaps and an alert panel.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from ..alerts import Alert, AlertRules
+from ..errors import InputError
+from ..layers import LayerSelection
+from ..monitor import Monitor, history_table
+from ..reference import Reference
+from ..render import to_table
+from ..report import Report
+from ..tensorboard import TensorBoardSink
+from ._common import current_layers, has_conv
+
+__all__ = ["FilterWatch"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(hook: F) -> F:
+    """Run a hook; on error warn once and disable the monitor, unless ``strict``."""
+
+    @functools.wraps(hook)
+    def run(self: FilterWatch, *args: Any, **kwargs: Any) -> Any:
+        if self.disabled:
+            return None
+        try:
+            return hook(self, *args, **kwargs)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self.disabled = True
+            self.failure = f"{type(exc).__name__}: {exc}"
+            rank_zero_warn(f"FilterWatch disabled itself after an error in {hook.__name__}: "
+                           f"{self.failure}. Training continues; pass strict=True to fail instead.")
+            return None
+
+    return run  # type: ignore[return-value]
+
+
+class FilterWatch(Callback):
+    """Monitor conv filters during training.
+
+    Args:
+        every_n_steps: snapshot every n optimizer steps. With neither this nor
+            ``every_n_epochs``, the interval adapts so the monitor takes at most
+            ``max_overhead`` of the training time. There is always a snapshot when training
+            starts (step 0: the reference itself) and one when it ends.
+        every_n_epochs: snapshot at the end of every n-th epoch.
+        max_overhead: time budget of the adaptive schedule, as a share of training time.
+        orthogonality_every: compute orthogonality (the costly measure) on every k-th
+            snapshot only; the final snapshot always has it.
+        kernel_sizes, include, exclude, include_pointwise: which layers (as in ``analyze``).
+        reference: compare against this :class:`~filterwatch.Reference` or reference file
+            instead of the weights at the start of fit.
+        reference_device: where the fit-start weights are kept (``"cpu"``, or e.g. ``"cuda"``).
+        alert_rules: thresholds of the change alerts.
+        images_every: write filter grids and heatmaps on every k-th snapshot (and the last).
+        histograms: write per-layer histograms to TensorBoard.
+        history_file: name of the JSON Lines history written next to the logs at the end
+            (``None`` to skip).
+        strict: let monitoring errors propagate instead of disabling the monitor.
+
+    Example:
+        >>> from filterwatch import FilterWatch
+        >>> cb = FilterWatch(every_n_steps=50, include=["backbone.*"])
+        >>> cb.state_key.startswith("FilterWatch{'every_n_steps': 50")
+        True
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        *,
+        max_overhead: float = 0.01,
+        orthogonality_every: int = 1,
+        kernel_sizes: Sequence[str | int | Sequence[int]] | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        include_pointwise: bool = False,
+        reference: Reference | str | Path | None = None,
+        reference_device: str | torch.device = "cpu",
+        alert_rules: AlertRules | None = None,
+        images_every: int = 10,
+        histograms: bool = True,
+        history_file: str | None = "filterwatch_history.jsonl",
+        strict: bool = False,
+    ) -> None:
+        for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"`{name}` expected a positive integer or None, got {value!r}")
+        if not 0.0 < max_overhead < 1.0:
+            raise InputError(
+                f"`max_overhead` expected a share in (0, 1), got {max_overhead!r}; hint: 0.01 is 1 %"
+            )
+        if images_every < 1:
+            raise InputError(f"`images_every` expected an integer >= 1, got {images_every!r}")
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self.max_overhead = max_overhead
+        self.selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
+        self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
+                               alert_rules=alert_rules, reference_device=reference_device)
+        self.images_every = images_every
+        self.histograms = histograms
+        self.history_file = history_file
+        self.strict = strict
+        self.disabled = False
+        self.failure = ""
+        self.overhead_s = 0.0
+        self._next_step = 0
+        self._last_step: int | None = None
+        self._train_start = 0.0
+        self._sinks: list[TensorBoardSink] = []
+        self._warned_no_logger = False
+
+    # -- identity and state -------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            every_n_steps=self.every_n_steps, every_n_epochs=self.every_n_epochs,
+            include=list(self.selection.include), exclude=list(self.selection.exclude),
+            kernel_sizes=(None if self.selection.kernel_sizes is None
+                          else [str(k) for k in self.selection.kernel_sizes]),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor.state_dict(), "next_step": self._next_step,
+                "last_step": self._last_step, "overhead_s": self.overhead_s}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state_dict["monitor"])
+        self._next_step = int(state_dict.get("next_step", 0))
+        self._last_step = state_dict.get("last_step")
+        self.overhead_s = float(state_dict.get("overhead_s", 0.0))
+
+    # -- public views ---------------------------------------------------------------------
+    @property
+    def history(self) -> list[Report]:
+        """Every snapshot so far, oldest first."""
+        return self.monitor.history
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.monitor.alerts
+
+    @property
+    def reference(self) -> Reference | None:
+        return self.monitor.reference
+
+    def history_table(self, measure: str = "variance_entropy") -> str:
+        """How ``measure`` evolved: one row per layer, one column per snapshot."""
+        return history_table(self.history, measure)
+
+    # -- Lightning hooks ------------------------------------------------------------------
+    @_guarded
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._train_start = time.perf_counter()
+        layers = current_layers(pl_module, self.selection)
+        if not has_conv(layers):
+            rank_zero_warn("FilterWatch found no conv layers to watch (with this selection); "
+                           "it stays idle and training continues.")
+            self.disabled = True
+            return
+        if trainer.is_global_zero:
+            self.monitor.ensure_reference(layers)
+        self._sinks = [TensorBoardSink(lg.experiment, scalars=False, images_every=self.images_every,
+                                       histograms=self.histograms)
+                       for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not trainer.loggers and not self._warned_no_logger:
+            self._warned_no_logger = True
+            rank_zero_warn("FilterWatch: the trainer has no logger; the history is kept in "
+                           "memory (callback.history) and written at the end.")
+        if trainer.global_step != self._last_step:  # not when resuming right after a snapshot
+            self._snapshot(trainer, pl_module, trainer.global_step)
+
+    @_guarded
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every_n_epochs is not None and self.every_n_steps is None:
+            return
+        if step >= self._next_step and step != self._last_step:
+            self._snapshot(trainer, pl_module, step)
+
+    @_guarded
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = self.every_n_epochs
+        if n is not None and (trainer.current_epoch + 1) % n == 0 and trainer.global_step != self._last_step:
+            self._snapshot(trainer, pl_module, trainer.global_step)
+
+    @_guarded
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._last_step:
+            self._snapshot(trainer, pl_module, trainer.global_step, final=True)
+        if trainer.is_global_zero and self.history_file and self.history:
+            folder = Path(trainer.log_dir or trainer.default_root_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.monitor.write_history(folder / self.history_file)
+            rank_zero_info(f"FilterWatch: {len(self.history)} snapshots, {len(self.alerts)} alerts; "
+                           f"history in {folder / self.history_file}")
+
+    # -- internals ------------------------------------------------------------------------
+    def _schedule(self, step: int, spent: float) -> None:
+        if self.every_n_steps is not None:
+            self._next_step = step + self.every_n_steps
+            return
+        elapsed = max(time.perf_counter() - self._train_start - self.overhead_s, 1e-9)
+        per_step = elapsed / max(step, 1)
+        self._next_step = step + max(1, math.ceil(spent / (self.max_overhead * per_step)))
+
+    def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
+                  final: bool = False) -> None:
+        start = time.perf_counter()
+        self._last_step = step
+        if trainer.is_global_zero:
+            layers = current_layers(pl_module, self.selection)
+            report, new_alerts = self.monitor.measure(layers, step, final=final,
+                                                      source=type(pl_module).__name__)
+            spent = time.perf_counter() - start
+            metrics = self.monitor.scalars(report)
+            metrics["filterwatch/overhead_ms"] = spent * 1000.0
+            for lg in trainer.loggers:
+                lg.log_metrics(metrics, step=step)
+            for sink in self._sinks:
+                sink.write(report, layers, self.history, new_alerts, self.reference,
+                           scalars=metrics, final=final)
+            for alert in new_alerts:
+                rank_zero_warn(f"FilterWatch alert at step {step}: {alert.message}")
+        spent = time.perf_counter() - start
+        self.overhead_s += spent
+        self._schedule(step, spent)
+
+    def summary(self) -> str:
+        """The last report as a table, and the alerts."""
+        if not self.history:
+            return "FilterWatch: no snapshot yet\n"
+        text = to_table(self.history[-1])
+        if self.alerts:
+            text += "alerts:\n" + "".join(f"  step {a.step}: {a.message}\n" for a in self.alerts)
+        return text

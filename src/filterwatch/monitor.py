@@ -1,0 +1,165 @@
+"""The Lightning-free core of training-time monitoring, shared by ``FilterWatch`` and ``watch``.
+
+A :class:`Monitor` keeps the reference (the weights when monitoring started, unless given),
+measures snapshots into :class:`~filterwatch.report.Report` objects (the history), raises
+alerts on change and turns reports into flat scalar dicts ``filterwatch/<layer>/<measure>``.
+It keeps no reference to the model between calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._atomic import write_text_atomic
+from ._reference_file import reference_from_tensors, reference_to_tensors
+from .alerts import Alert, AlertRules, AlertTracker
+from .analyze import analyze_layers
+from .errors import InputError
+from .layers import ConvLayer
+from .reference import Reference
+from .report import LayerReport, Report
+
+__all__ = ["SCALAR_MEASURES", "Monitor", "history_table"]
+
+SCALAR_MEASURES: tuple[str, ...] = (
+    "sparsity", "variance_entropy", "variance_entropy_norm", "variance_entropy_clean",
+    "orthogonality", "dead_channels", "nonfinite", "drift", "relative_change", "weight_norm",
+)
+
+
+class Monitor:
+    """Snapshots, history, reference and alerts for one training run.
+
+    Args:
+        reference: ``None`` to use the weights of the first snapshot (fine-tuning drift), a
+            :class:`Reference`, or a path to a reference file.
+        orthogonality_every: compute orthogonality on every k-th snapshot only (it is the
+            costly measure); the final snapshot always has it.
+        sparsity_eps: see :func:`filterwatch.functional.sparsity`.
+        alert_rules: thresholds of the change alerts.
+        reference_device: where the fit-start reference weights live (``"cpu"`` by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        reference: Reference | str | Path | None = None,
+        orthogonality_every: int = 1,
+        sparsity_eps: float = 0.01,
+        alert_rules: AlertRules | None = None,
+        reference_device: str | torch.device = "cpu",
+    ) -> None:
+        if orthogonality_every < 1:
+            raise InputError(f"`orthogonality_every` expected an integer >= 1, got {orthogonality_every!r}")
+        if not 0.0 <= sparsity_eps <= 1.0:
+            raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
+        self.reference: Reference | None = (
+            Reference.load(reference) if isinstance(reference, str | Path) else reference
+        )
+        self.user_reference = reference is not None
+        self.orthogonality_every = orthogonality_every
+        self.sparsity_eps = sparsity_eps
+        self.reference_device = torch.device(reference_device)
+        self.tracker = AlertTracker(alert_rules or AlertRules())
+        self.history: list[Report] = []
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.tracker.alerts
+
+    def ensure_reference(self, layers: Sequence[ConvLayer]) -> None:
+        """Take the fit-start reference from ``layers`` unless one exists already."""
+        if self.reference is not None:
+            return
+        state = {f"{layer.name}.weight": layer.kernel().to(self.reference_device)
+                 for layer in layers if not layer.unavailable}
+        ref = Reference.build(state, snapshot=True)
+        ref.sources = ["weights at the start of monitoring"]
+        self.reference = ref
+
+    def measure(self, layers: Sequence[ConvLayer], step: int, *, final: bool = False,
+                source: str = "") -> tuple[Report, list[Alert]]:
+        """Measure one snapshot; appends to the history and returns the new alerts."""
+        self.ensure_reference(layers)
+        ortho = final or len(self.history) % self.orthogonality_every == 0
+        report = analyze_layers(layers, source=source, sparsity_eps=self.sparsity_eps,
+                                orthogonality=ortho, reference=self.reference,
+                                allow_unmatched=True, step=step)
+        self.history.append(report)
+        return report, self.tracker.update(report)
+
+    @staticmethod
+    def scalars(report: Report, prefix: str = "filterwatch") -> dict[str, float]:
+        """Flat ``{prefix/<layer>/<measure>: value}`` plus ``{prefix/model/<measure>}``."""
+        out: dict[str, float] = {}
+        for layer in report.layers:
+            for m in SCALAR_MEASURES:
+                v = layer.value(m)
+                if v is not None:
+                    out[f"{prefix}/{layer.name}/{m}"] = v
+        for m, v in report.summary.get("mean", {}).items():
+            if v is not None:
+                out[f"{prefix}/model/{m}"] = float(v)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors, numbers and strings only (checkpoints load with weights_only=True)."""
+        ref = None
+        if self.reference is not None:
+            tensors, meta = reference_to_tensors(self.reference)
+            ref = {"tensors": {k: v.cpu() for k, v in tensors.items()}, "meta": json.dumps(meta)}
+        return {
+            "reference": ref,
+            "user_reference": self.user_reference,
+            "history": [r.to_json(indent=None) for r in self.history],
+            "alerts": self.tracker.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        ref = state.get("reference")
+        if ref is not None and not (self.user_reference and self.reference is not None):
+            self.reference = reference_from_tensors(dict(ref["tensors"]), json.loads(ref["meta"]),
+                                                    Path("<checkpoint>"))
+            if self.reference_device.type != "cpu":
+                self.reference.snapshot = {k: v.to(self.reference_device)
+                                           for k, v in self.reference.snapshot.items()}
+        self.history = [Report.from_json(text, where="checkpoint") for text in state.get("history", [])]
+        self.tracker.load_state_dict(state.get("alerts", {}))
+
+    def write_history(self, path: Path) -> None:
+        """The history as JSON Lines (one report per line), written atomically."""
+        write_text_atomic(path, "".join(r.to_json(indent=None) for r in self.history))
+
+
+def history_table(history: Sequence[Report], measure: str = "variance_entropy") -> str:
+    """One row per layer, one column per snapshot step: how ``measure`` evolved.
+
+    Example:
+        >>> import torch, filterwatch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3))
+        >>> r = filterwatch.analyze(net); r.step = 0
+        >>> print(history_table([r], "sparsity"))
+        sparsity    step 0
+        0            0.000
+    """
+    steps = [str(r.step) for r in history]
+    names: list[str] = []
+    for r in history:
+        names += [layer.name for layer in r.layers if layer.name not in names]
+    width = max([len(measure), *(len(n) for n in names)])
+    cols = [f"step {s}" for s in steps]
+    lines = [f"{measure:<{width}}  " + "  ".join(f"{c:>8}" for c in cols)]
+    for name in names:
+        cells = []
+        for r in history:
+            layer: LayerReport | None = next((x for x in r.layers if x.name == name), None)
+            v = None if layer is None else layer.value(measure)
+            cells.append(f"{'-' if v is None else f'{v:.3f}':>8}")
+        lines.append(f"{name:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
