@@ -110,6 +110,7 @@ def test_failing_monitor_does_not_stop_training(tmp_path: Path, monkeypatch: pyt
         trainer(tmp_path, [strict]).fit(TinyNet(), loader())
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 def test_resume_keeps_reference_and_continues_history(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = TinyNet()
