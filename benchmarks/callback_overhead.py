@@ -20,9 +20,9 @@ import lightning.pytorch as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from finetune_digits import DigitsCNN, digits  # noqa: E402
+from finetune_digits import DigitsCNN, digits
 
-from filterwatch import FilterWatch  # noqa: E402
+from filterwatch import FilterWatch
 
 
 def _fit(epochs: int, callbacks: list[FilterWatch]) -> float:
