@@ -23,21 +23,22 @@ from .reference import Reference
 from .report import MEASURES, LayerReport, Report
 
 if TYPE_CHECKING:
-    from .callbacks import FilterWatch
+    from .callbacks import FilterGate, FilterWatch
 
 
 def __getattr__(name: str) -> Any:
     """Lightning is imported only when a callback is asked for."""
-    if name == "FilterWatch":
-        from .callbacks import FilterWatch
+    if name in ("FilterWatch", "FilterGate"):
+        from . import callbacks
 
-        return FilterWatch
+        return getattr(callbacks, name)
     raise AttributeError(f"module 'filterwatch' has no attribute {name!r}")
 
 
 __all__ = [
     "MEASURES",
     "ConvLayer",
+    "FilterGate",
     "FilterWatch",
     "FilterwatchError",
     "InputError",

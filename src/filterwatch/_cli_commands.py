@@ -108,3 +108,47 @@ def reference_build(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def reference_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(Reference.load(args.reference).describe())
     return 0
+
+
+def _load_baseline(path: str) -> Report:
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(
+            f"`--baseline` expected a readable JSON report, got {path!r} ({exc.strerror})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: expected a JSON report, got a parse error ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("report"), dict):
+        data = data["report"]  # the output of `filterwatch check --format json`
+    return Report.from_dict(data, where=path)
+
+
+def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .gate import compare_to_baseline, evaluate
+    from .gate_render import render_verdict
+    from .gate_rules import load_rules
+
+    start = time.perf_counter()
+    if args.tolerance is not None and args.baseline is None:
+        raise InputError("`--tolerance` expected --baseline REPORT.json, got none")
+    if args.tolerance is not None and args.tolerance < 0:
+        raise InputError(f"`--tolerance` expected a number >= 0, got {args.tolerance}")
+    config = load_rules(args.config)
+    baseline = None if args.baseline is None else _load_baseline(args.baseline)
+    report = analyze(args.path, kernel_sizes=config.kernel_sizes, include=config.include,
+                     exclude=config.exclude, reference=_load_reference(args.reference, args.path),
+                     allow_unmatched=True, progress=None if args.quiet else _Progress(err))
+    verdict = evaluate(report, config)
+    if baseline is not None:
+        compare_to_baseline(report, baseline, 0.05 if args.tolerance is None else args.tolerance, verdict)
+    _emit(render_verdict(verdict, report, config, args.format), args.output, out)
+    if not args.quiet:
+        word = "passed" if verdict.passed else f"FAILED with {len(verdict.violations)} violation(s)"
+        err.write(f"filterwatch: gate {word}: {len(verdict.checks)} checks on "
+                  f"{len(report.layers)} layers of {args.path} in {time.perf_counter() - start:.2f} s"
+                  + (f"; wrote {args.output}" if args.output else "") + "\n")
+    return 0 if verdict.passed else 1

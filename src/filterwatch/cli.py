@@ -1,10 +1,11 @@
 """The ``filterwatch`` command line.
 
 - ``filterwatch scan PATH [--reference REF|random-init] ...``: measure a checkpoint.
+- ``filterwatch check PATH [--config FILE] [--baseline REPORT.json] ...``: the CI gate.
 - ``filterwatch reference build PATH... -o REF [--group layer|depth|kernel]``.
 - ``filterwatch reference show REF``.
 
-Exit codes: 0 success, 2 usage or input error (1 is reserved for a failed quality gate).
+Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error.
 Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
@@ -73,6 +74,23 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     scan.set_defaults(func=commands.scan)
 
 
+def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    check = sub.add_parser("check", help="quality gate: exit 1 when a rule fails")
+    check.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
+    check.add_argument("--config", metavar="FILE",
+                       help="TOML with [tool.filterwatch.gate] (default: ./pyproject.toml)")
+    check.add_argument("--reference", metavar="REF",
+                       help=f"reference file for drift rules, or '{commands.RANDOM_INIT}'")
+    check.add_argument("--baseline", metavar="REPORT.json",
+                       help="fail measures worse than in this earlier report")
+    check.add_argument("--tolerance", type=float, metavar="X",
+                       help="allowed absolute worsening vs the baseline (default 0.05)")
+    check.add_argument("--format", choices=(*_FORMATS, "junit"), default="table")
+    check.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
+    _common(check)
+    check.set_defaults(func=commands.check)
+
+
 def _add_reference(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ref = sub.add_parser("reference", help="build or inspect drift references")
     ref_sub = ref.add_subparsers(dest="ref_command", parser_class=_Parser, metavar="ACTION")
@@ -96,6 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"filterwatch {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_scan(sub)
+    _add_check(sub)
     _add_reference(sub)
     return parser
 
@@ -111,7 +130,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         args = _build_parser().parse_args(argv)
         func: Command | None = getattr(args, "func", None)
         if func is None:
-            what = "an action: build, show" if args.command == "reference" else "a command: scan, reference"
+            what = ("an action: build, show" if args.command == "reference"
+                    else "a command: scan, check, reference")
             raise _UsageError(f"expected {what} (see 'filterwatch --help')")
         return func(args, out, err)
     except _UsageError as exc:

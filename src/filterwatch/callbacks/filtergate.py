@@ -1,0 +1,168 @@
+"""``FilterGate``: stop (or flag) a Lightning run whose filters go bad, like ``EarlyStopping``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from ..errors import InputError
+from ..gate import Verdict, Violation, evaluate
+from ..gate_rules import GateConfig, load_rules, rules_from_mapping
+from ..layers import LayerSelection
+from ..monitor import Monitor
+from ..reference import Reference
+from ._common import current_layers, has_conv
+
+__all__ = ["FilterGate", "GateStoppingReason"]
+
+
+class GateStoppingReason(Enum):
+    """Why the gate stopped the run (``NOT_STOPPED`` while it has not)."""
+
+    NOT_STOPPED = 0
+    RULES_FAILED = 1
+
+
+class FilterGate(Callback):
+    """Check the gate rules during training; stop the run (``mode="stop"``) or warn.
+
+    Args:
+        rules: a :class:`~filterwatch.gate_rules.GateConfig`, a ``[tool.filterwatch.gate]``
+            style mapping (kebab-case keys), a TOML path, or ``None`` for ``./pyproject.toml``
+            (or the defaults).
+        mode: ``"stop"`` sets ``trainer.should_stop``; ``"warn"`` only reports.
+        patience: consecutive failing checks before acting.
+        every_n_steps, every_n_epochs: when to check (default: every epoch).
+        reference: drift reference (a Reference or file); default: weights at the start of fit.
+
+    Errors inside the gate propagate: a gate is a check the user asked to be enforced.
+
+    Example:
+        >>> from filterwatch.callbacks import FilterGate
+        >>> gate = FilterGate({"max-sparsity": 0.5}, patience=2)
+        >>> gate.stopping_reason
+        <GateStoppingReason.NOT_STOPPED: 0>
+    """
+
+    def __init__(
+        self,
+        rules: GateConfig | Mapping[str, Any] | str | Path | None = None,
+        *,
+        mode: str = "stop",
+        patience: int = 1,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        reference: Reference | str | Path | None = None,
+    ) -> None:
+        if mode not in ("stop", "warn"):
+            raise InputError(f"`mode` expected 'stop' or 'warn', got {mode!r}")
+        if not isinstance(patience, int) or patience < 1:
+            raise InputError(f"`patience` expected a positive integer, got {patience!r}")
+        for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"`{name}` expected a positive integer or None, got {value!r}")
+        if isinstance(rules, GateConfig):
+            self.config = rules
+        elif isinstance(rules, Mapping):
+            self.config = rules_from_mapping(rules, source="FilterGate(rules=...)")
+        else:
+            self.config = load_rules(rules)
+        self.mode = mode
+        self.patience = patience
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs if (every_n_epochs or every_n_steps) else 1
+        self.selection = LayerSelection(self.config.kernel_sizes, self.config.include,
+                                        self.config.exclude)
+        self.monitor = Monitor(reference=reference)
+        self.failures = 0
+        self.stopped_step: int | None = None
+        self.stopping_reason = GateStoppingReason.NOT_STOPPED
+        self.stopping_reason_message: str | None = None
+        self.last_verdict: Verdict | None = None
+        self._idle = False
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(mode=self.mode, config=self.config.source,
+                                        every_n_steps=self.every_n_steps,
+                                        every_n_epochs=self.every_n_epochs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"failures": self.failures, "stopped_step": self.stopped_step,
+                "stopping_reason": self.stopping_reason.value,
+                "stopping_reason_message": self.stopping_reason_message,
+                "monitor": self.monitor.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.failures = int(state_dict.get("failures", 0))
+        self.stopped_step = state_dict.get("stopped_step")
+        self.stopping_reason = GateStoppingReason(state_dict.get("stopping_reason", 0))
+        self.stopping_reason_message = state_dict.get("stopping_reason_message")
+        self.monitor.load_state_dict(state_dict.get("monitor", {}))
+
+    # -- the decision (pure) ----------------------------------------------------------
+    def _evaluate_stopping_criteria(self, violations: list[Violation],
+                                    failures: int) -> tuple[bool, str | None]:
+        """``(should_stop, reason)`` from this check's violations and the failure streak."""
+        if not violations:
+            return False, None
+        head = "; ".join(v.message for v in violations[:3])
+        more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
+        if failures < self.patience:
+            return False, (f"gate failed {failures}/{self.patience} consecutive checks: "
+                           f"{head}{more}")
+        return True, f"filter gate failed {failures} consecutive check(s): {head}{more}"
+
+    # -- hooks --------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        layers = current_layers(pl_module, self.selection)
+        if not has_conv(layers):
+            rank_zero_warn("FilterGate found no conv layers to check; it stays idle.")
+            self._idle = True
+            return
+        if trainer.is_global_zero:
+            self.monitor.ensure_reference(layers)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._run_check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._run_check(trainer, pl_module)
+
+    def _run_check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._idle or self.stopping_reason is not GateStoppingReason.NOT_STOPPED:
+            return
+        violations: list[Violation] = []
+        if trainer.is_global_zero:
+            layers = current_layers(pl_module, self.selection)
+            report, _ = self.monitor.measure(layers, trainer.global_step)
+            self.last_verdict = evaluate(report, self.config)
+            violations = self.last_verdict.violations
+        violations = trainer.strategy.broadcast(violations, src=0)  # rank zero decides ...
+        self.failures = self.failures + 1 if violations else 0
+        should_stop, reason = self._evaluate_stopping_criteria(violations, self.failures)
+        should_stop = trainer.strategy.reduce_boolean_decision(should_stop, all=False)  # ... all agree
+        for lg in trainer.loggers if trainer.is_global_zero else []:
+            lg.log_metrics({"filterwatch/gate_violations": float(len(violations))},
+                           step=trainer.global_step)
+        if reason and not should_stop:
+            rank_zero_warn(f"FilterGate: {reason}")
+        if should_stop:
+            self.stopping_reason_message = reason
+            if self.mode == "stop":
+                trainer.should_stop = True
+                self.stopped_step = trainer.global_step
+                self.stopping_reason = GateStoppingReason.RULES_FAILED
+                rank_zero_info(f"FilterGate stopped training at step {trainer.global_step}: {reason}")
+            else:
+                rank_zero_warn(f"FilterGate (mode='warn'): {reason}")
+            self.failures = 0
