@@ -60,3 +60,37 @@ def mobilenet_like(width: int = 32) -> nn.Sequential:
                    nn.Conv2d(c, out, 1, bias=False), nn.ReLU()]
         c = out
     return nn.Sequential(*layers)
+
+
+def _bottleneck(c_in: int, mid: int, stride: int) -> list[nn.Module]:
+    out = mid * 4
+    layers: list[nn.Module] = [nn.Conv2d(c_in, mid, 1, bias=False),
+                               nn.Conv2d(mid, mid, 3, stride, 1, bias=False),
+                               nn.Conv2d(mid, out, 1, bias=False)]
+    if c_in != out or stride != 1:
+        layers.append(nn.Conv2d(c_in, out, 1, stride, bias=False))
+    return layers
+
+
+def resnet50_like() -> nn.Sequential:
+    """Conv shapes of ResNet-50 (7x7 stem, 16 bottlenecks: 1x1-3x3-1x1, 1x1 downsamples)."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False)]
+    c = 64
+    for i, (mid, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
+        for b in range(blocks):
+            layers += _bottleneck(c, mid, 2 if (b == 0 and i > 0) else 1)
+            c = mid * 4
+    return nn.Sequential(*layers)
+
+
+def convnext_like(dims: tuple[int, ...] = (96, 192, 384, 768),
+                  depths: tuple[int, ...] = (3, 3, 9, 3)) -> nn.Sequential:
+    """ConvNeXt-T conv shapes: 4x4 patchify stem, 7x7 depthwise blocks (MLPs as 1x1 convs)."""
+    layers: list[nn.Module] = [nn.Conv2d(3, dims[0], 4, 4)]
+    for i, (d, n) in enumerate(zip(dims, depths, strict=True)):
+        if i:
+            layers.append(nn.Conv2d(dims[i - 1], d, 2, 2))
+        for _ in range(n):
+            layers += [nn.Conv2d(d, d, 7, padding=3, groups=d), nn.Conv2d(d, 4 * d, 1),
+                       nn.Conv2d(4 * d, d, 1)]
+    return nn.Sequential(*layers)

@@ -22,15 +22,16 @@ REQUIRED_KEYS = {
 }
 
 
-def test_values_equal_the_functional_measures() -> None:
+@pytest.mark.parametrize("engine,tol", [("reference", 1e-12), ("fused", 1e-6)])
+def test_values_equal_the_functional_measures(engine: str, tol: float) -> None:
     torch.manual_seed(0)
     net = resnet18_like(16)
-    report = analyze(net)
+    report = analyze(net, engine=engine)
     for layer in report.layers:
         w = dict(net.named_modules())[layer.name].weight
         assert layer.sparsity == sparsity(w).value
-        assert layer.variance_entropy == pytest.approx(variance_entropy(w).entropy, abs=1e-12)
-        assert layer.orthogonality == pytest.approx(orthogonality(w), abs=1e-12)
+        assert layer.variance_entropy == pytest.approx(variance_entropy(w).entropy, abs=tol)
+        assert layer.orthogonality == pytest.approx(orthogonality(w), abs=tol)
 
 
 def test_report_json_has_the_contract_keys_and_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]

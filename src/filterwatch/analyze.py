@@ -11,6 +11,7 @@ from torch import nn
 
 from ._version import __version__
 from .compare import compare_to_reference
+from .engine import measure_layers
 from .errors import InputError, UndefinedMeasureError
 from .functional._filters import _as_float64, _filter_matrix, _output_filter_matrix
 from .functional.entropy import _normalize, _variance_entropy_compute, _variance_entropy_update
@@ -143,6 +144,7 @@ def analyze(
     layer_map: Mapping[str, str] | None = None,
     match_by_order: bool = False,
     allow_unmatched: bool = False,
+    engine: str = "fused",
 ) -> Report:
     """Measure the filters of every selected conv layer.
 
@@ -157,6 +159,8 @@ def analyze(
             ``relative_change`` per layer; see :class:`filterwatch.Reference`.
         layer_map, match_by_order, allow_unmatched: how layer names are matched to the
             reference's, see :func:`filterwatch.matching.match_layers`.
+        engine: ``"fused"`` (default, :mod:`filterwatch.engine`) or ``"reference"`` (the
+            float64 functional path, one measure at a time). They agree to about 1e-6.
 
     Raises:
         NoConvLayersError: the source holds no conv layer, or none matches the selection.
@@ -178,7 +182,7 @@ def analyze(
         selection.select(state, name), source=name, settings=selection.as_dict(),
         sparsity_eps=sparsity_eps, orthogonality=orthogonality, progress=progress,
         reference=reference, layer_map=layer_map, match_by_order=match_by_order,
-        allow_unmatched=allow_unmatched,
+        allow_unmatched=allow_unmatched, engine=engine,
     )
 
 
@@ -195,16 +199,22 @@ def analyze_layers(
     match_by_order: bool = False,
     allow_unmatched: bool = False,
     step: int | None = None,
+    engine: str = "fused",
 ) -> Report:
     """:func:`analyze` on layers that were already discovered (used by the monitors)."""
+    if engine not in ("fused", "reference"):
+        raise InputError(f"`engine` expected 'fused' or 'reference', got {engine!r}")
     if not 0.0 <= sparsity_eps <= 1.0:
         raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
-    reports = []
+    reports: list[LayerReport] = []
     with torch.no_grad():
         for i, layer in enumerate(layers):
-            reports.append(
-                measure_layer(layer, sparsity_eps=sparsity_eps, orthogonality=orthogonality)
-            )
+            if engine == "reference":
+                reports.append(measure_layer(layer, sparsity_eps=sparsity_eps,
+                                             orthogonality=orthogonality))
+            else:
+                reports += measure_layers([layer], sparsity_eps=sparsity_eps,
+                                          orthogonality=orthogonality)
             if progress is not None:
                 progress(i + 1, len(layers), layer.name)
     if reference is not None:
