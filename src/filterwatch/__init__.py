@@ -24,6 +24,7 @@ from .report import MEASURES, LayerReport, Report
 
 if TYPE_CHECKING:
     from .callbacks import FilterGate, FilterWatch
+    from .metric import FilterMetrics
 
 
 def __getattr__(name: str) -> Any:
@@ -32,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from . import callbacks
 
         return getattr(callbacks, name)
+    if name == "FilterMetrics":
+        from .metric import FilterMetrics
+
+        return FilterMetrics
     raise AttributeError(f"module 'filterwatch' has no attribute {name!r}")
 
 
@@ -39,6 +44,7 @@ __all__ = [
     "MEASURES",
     "ConvLayer",
     "FilterGate",
+    "FilterMetrics",
     "FilterWatch",
     "FilterwatchError",
     "InputError",

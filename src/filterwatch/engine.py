@@ -9,6 +9,9 @@ Covariances of all layers with the same K are eigendecomposed in one batched cal
 Orthogonality is a float32 Gram matrix computed on its upper block triangle only (the matrix
 is symmetric), in row blocks that bound memory. The host sees the numbers once, at the end.
 
+On CUDA with Triton installed, the per-filter pass is one Triton kernel
+(:mod:`filterwatch._triton_stats`); everywhere else the same statistics come from torch ops.
+
 The results equal the functional reference path (:func:`filterwatch.measure_layer`) to
 about 1e-6 (orthogonality is accumulated in float32); see ``tests/test_engine.py``.
 """
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._triton_stats import triton_row_stats, triton_usable
 from .functional._filters import _filter_matrix, _output_filter_matrix
 from .functional._random_entropy import random_entropy_threshold
 from .layers import ConvLayer
@@ -105,21 +109,31 @@ def layer_stats(weight: torch.Tensor, eps: float, orthogonality: bool = True,
     if w.dtype != torch.float64:
         w = w.to(torch.float32)  # fp16/bf16 upcast; float32 stays a view
     f = _filter_matrix(w)
-    a = f.abs()
-    row_peak = a.amax(dim=1)
-    local_peak = row_peak.max().to(torch.float64)
+    if triton_usable(f):
+        t_stats = triton_row_stats(f)
+        row_peak, row_l2 = t_stats["row_peak"], t_stats["row_l2"].to(torch.float64)
+        s1, s2, abs_sum = t_stats["s1"], t_stats["s2"], t_stats["abs_sum"]
+        local_peak = row_peak.max().to(torch.float64)
+        # the kernel's max may skip NaN: make the peak NaN so the layer takes the reference path
+        local_peak = torch.where(t_stats["nonfinite"] > 0, torch.full_like(local_peak, math.nan),
+                                 local_peak)
+    else:
+        a = f.abs()
+        row_peak = a.amax(dim=1)
+        local_peak = row_peak.max().to(torch.float64)
+        s1, s2 = _shifted_moments(f)
+        abs_sum = a.sum().to(torch.float64)
+        row_l2 = torch.linalg.vector_norm(f, dim=1).to(torch.float64)
     peak = local_peak if peak is None else peak.to(local_peak)
     t = eps * peak
     t = torch.where(t == 0, torch.ones_like(t), t)
     sparse = row_peak.to(torch.float64) < t
     fs = f[sparse].to(torch.float64)
-    s1, s2 = _shifted_moments(f)
     ortho = orthogonality_fast(_output_filter_matrix(w)) if orthogonality else None
-    row_l2 = torch.linalg.vector_norm(f, dim=1).to(torch.float64)
     return LayerStats(
         n=int(f.shape[0]), k=int(f.shape[1]), c_out=int(w.shape[0]), peak=peak,
         n_sparse=sparse.sum(), s1=s1, s2=s2, s1_sparse=fs.sum(dim=0), s2_sparse=fs.T @ fs,
-        abs_sum=a.sum().to(torch.float64), sumsq=row_l2.square().sum(), row_l2_sum=row_l2.sum(),
+        abs_sum=abs_sum, sumsq=row_l2.square().sum(), row_l2_sum=row_l2.sum(),
         dead=(row_peak.reshape(w.shape[0], -1) == 0).all(dim=1), ortho_abs=ortho,
     )
 
