@@ -40,7 +40,7 @@ def triton_usable(t: torch.Tensor) -> bool:
 if HAVE_TRITON:
 
     @triton.jit
-    def _row_stats_kernel(f_ptr, shift_ptr, peak_ptr, l2_ptr, part_ptr, s1_ptr, s2_ptr,
+    def _row_stats_kernel(f_ptr, shift_ptr, peak_ptr, l2_ptr, part_ptr, s1_ptr, s2_ptr,  # type: ignore[no-untyped-def]
                           n, stride, K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
         pid = tl.program_id(0)
         rows = pid * BLOCK + tl.arange(0, BLOCK)

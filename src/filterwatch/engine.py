@@ -85,16 +85,15 @@ def orthogonality_fast(rows: torch.Tensor) -> torch.Tensor:
 
 
 def _shifted_moments(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw sums ``(Σf, Σffᵀ)`` in float64, from data centred on its float32 mean (no
-    cancellation), in cache-sized row chunks upcast to float64, then shifted back."""
-    mean = f.mean(dim=0)
+    """Raw sums ``(Σf, Σffᵀ)`` in float64, from cache-sized row chunks upcast to float64 and
+    centred on the mean (no cancellation), then shifted back."""
+    m = f.mean(dim=0).to(torch.float64)  # any centre works; near the mean avoids cancellation
     s1c = torch.zeros(f.shape[1], dtype=torch.float64, device=f.device)
     s2c = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=f.device)
     for chunk in torch.split(f, _CHUNK):
-        c = (chunk - mean).to(torch.float64)  # float64 GEMM: float32 output rounding would
-        s1c += c.sum(dim=0)                  # put ~1e-7·λmax of noise in every eigenvalue
+        c = chunk.to(torch.float64) - m  # float64 from here: float32 rounding would put
+        s1c += c.sum(dim=0)              # ~1e-7·λmax of noise into every eigenvalue
         s2c += c.T @ c
-    m = mean.to(torch.float64)
     n = f.shape[0]
     s1 = s1c + n * m
     s2 = s2c + torch.outer(s1c, m) + torch.outer(m, s1c) + n * torch.outer(m, m)
