@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._filters import _filter_matrix, _prepare
+from ._filters import _check_weight, _filter_matrix
 
 __all__ = ["DriftBasis", "DriftResult", "drift", "drift_basis", "peak_scale"]
 
@@ -69,10 +69,22 @@ def peak_scale(filters: torch.Tensor) -> torch.Tensor:
 
 
 def _as_filters(x: torch.Tensor, arg: str) -> torch.Tensor:
-    """Accept a conv weight (3+ dims) or an ``(n, K)`` filter matrix; float64, finite."""
+    """Accept a conv weight (3+ dims) or an ``(n, K)`` filter matrix; a float64 copy that the
+    caller may modify in place."""
     if isinstance(x, torch.Tensor) and x.ndim == 2:
         x = x.unsqueeze(1)  # (n, 1, K) is a valid weight layout
-    return _filter_matrix(_prepare(x, "drift", arg))
+    f = _filter_matrix(_check_weight(x, arg))
+    return f.to(torch.float64, copy=True)
+
+
+def _peak_scale_(filters: torch.Tensor) -> torch.Tensor:
+    """In-place peak scaling; raises on NaN/Inf (seen in the per-filter peaks, no extra pass)."""
+    peak = filters.abs().amax(dim=1, keepdim=True)
+    if not bool(torch.isfinite(peak).all()):
+        bad = int((~torch.isfinite(filters)).sum())
+        raise UndefinedMeasureError(
+            f"drift is undefined: the weight holds {bad} non-finite value(s) (NaN/Inf)")
+    return filters.div_(peak.masked_fill_(peak == 0, 1.0))
 
 
 def _sign_fix(basis: torch.Tensor) -> torch.Tensor:
@@ -82,13 +94,17 @@ def _sign_fix(basis: torch.Tensor) -> torch.Tensor:
 
 
 def _histograms(coef: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
-    """``(K, bins)`` counts per column of ``coef``, out-of-range values in the edge bins."""
-    scale = bins / (hi - lo)
-    idx = ((coef - lo) * scale).floor().clamp_(0, bins - 1).long()  # (n, K)
-    k = coef.shape[1]
-    flat = idx + torch.arange(k, device=coef.device) * bins
-    counts = torch.bincount(flat.T.reshape(-1), minlength=k * bins)
-    return counts.reshape(k, bins).to(torch.float64)
+    """``(K, bins)`` counts per column of ``coef`` ``(n, K)``, out-of-range values in the
+    edge bins."""
+    return _histograms_t(coef.T.contiguous(), lo, hi, bins)
+
+
+def _histograms_t(coef_t: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
+    """Like :func:`_histograms` for ``(K, n)`` coefficients, which it overwrites (in place)."""
+    k = coef_t.shape[0]
+    idx = coef_t.sub_(lo).mul_(bins / (hi - lo)).floor_().clamp_(0, bins - 1).to(torch.int64)
+    idx += (torch.arange(k, device=idx.device) * bins)[:, None]
+    return torch.bincount(idx.view(-1), minlength=k * bins).reshape(k, bins).to(torch.float64)
 
 
 def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
@@ -104,23 +120,24 @@ def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
     """
     if bins < 2:
         raise InputError(f"`bins` expected an integer >= 2, got {bins!r}")
-    scaled = peak_scale(_as_filters(reference, "reference"))
+    scaled = _peak_scale_(_as_filters(reference, "reference"))
     n = int(scaled.shape[0])
     if n < 2:
         raise UndefinedMeasureError(f"drift needs a reference of at least 2 filters, got {n}")
     mean = scaled.mean(dim=0)
-    centred = scaled - mean
+    centred = scaled.sub_(mean)
     evals, evecs = torch.linalg.eigh(centred.T @ centred / (n - 1))
     order = torch.argsort(evals, descending=True)
     lam = evals[order].clamp_min(0.0)
     basis = _sign_fix(evecs[:, order].T.contiguous())
     total = float(lam.sum())
     explained = lam / total if total > 0 else torch.zeros_like(lam)
-    coef = centred @ basis.T
-    lo, hi = float(coef.min()), float(coef.max())
+    coef_t = basis @ centred.T  # (K, n)
+    lo_t, hi_t = torch.aminmax(coef_t)
+    lo, hi = float(lo_t), float(hi_t)
     if hi - lo <= 0.0:
         lo, hi = lo - 0.5, hi + 0.5  # np.histogram's convention for a degenerate range
-    return DriftBasis(mean, basis, explained, lo, hi, _histograms(coef, lo, hi, bins), n)
+    return DriftBasis(mean, basis, explained, lo, hi, _histograms_t(coef_t, lo, hi, bins), n)
 
 
 def _normalised(counts: torch.Tensor) -> torch.Tensor:
@@ -157,7 +174,7 @@ def drift(current: torch.Tensor, reference: DriftBasis) -> DriftResult:
         >>> drift(w.sign() * w.abs().sqrt(), ref).value > 0.05
         True
     """
-    filters = peak_scale(_as_filters(current, "current"))
+    filters = _peak_scale_(_as_filters(current, "current"))
     k = int(reference.basis.shape[0])
     if filters.shape[1] != k:
         raise InputError(
@@ -165,6 +182,6 @@ def drift(current: torch.Tensor, reference: DriftBasis) -> DriftResult:
             f"{filters.shape[1]}; hint: compare layers of the same kernel size"
         )
     basis = reference.basis.to(filters)
-    coef = (filters - reference.mean.to(filters)) @ basis.T
-    counts = _histograms(coef, reference.lo, reference.hi, int(reference.hist.shape[1]))
+    coef_t = basis @ filters.sub_(reference.mean.to(filters)).T  # (K, n)
+    counts = _histograms_t(coef_t, reference.lo, reference.hi, int(reference.hist.shape[1]))
     return _drift_compute(reference.hist.to(counts), counts, reference.explained)
