@@ -30,7 +30,8 @@ def _names_for(
                         shapes=shapes, allow_unmatched=allow_unmatched)
 
 
-def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | None) -> None:
+def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | None,
+         lenient: bool) -> None:
     if layer.unavailable:
         report.undefined["drift"] = layer.unavailable
         return
@@ -43,6 +44,11 @@ def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | 
         report.undefined["drift"] = f"the reference has no group `{key}`"
         return
     if group.kernel_size != layer.kernel_size:
+        if lenient:  # e.g. model surgery during training: explain, don't fail
+            report.undefined["drift"] = (
+                f"the reference group `{key}` has {'x'.join(map(str, group.kernel_size))} kernels, "
+                f"the layer now has {'x'.join(map(str, layer.kernel_size))}")
+            return
         raise InputError(
             f"layer `{layer.name}`: reference group `{key}` expected "
             f"{'x'.join(map(str, group.kernel_size))} kernels, got "
@@ -77,10 +83,10 @@ def compare_to_reference(
     """Fill ``drift``, ``drift_components`` and ``relative_change`` of each report in place.
 
     Raises:
-        InputError: layers that cannot be matched to the reference (unless
-            ``allow_unmatched``), or a kernel-size mismatch.
+        InputError: layers that cannot be matched to the reference, or a kernel-size
+            mismatch (with ``allow_unmatched`` both become a reason next to a null drift).
     """
     names = _names_for(layers, reference, layer_map, match_by_order, allow_unmatched)
     with torch.no_grad():
         for layer, report in zip(layers, reports, strict=True):
-            _one(layer, report, reference, names.get(layer.name))
+            _one(layer, report, reference, names.get(layer.name), allow_unmatched)

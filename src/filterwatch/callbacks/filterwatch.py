@@ -133,6 +133,7 @@ class FilterWatch(Callback):
         self._train_start = 0.0
         self._sinks: list[TensorBoardSink] = []
         self._warned_no_logger = False
+        self._shapes: dict[str, tuple[int, ...]] = {}
 
     # -- identity and state -------------------------------------------------------------
     @property
@@ -215,8 +216,13 @@ class FilterWatch(Callback):
             self._snapshot(trainer, pl_module, trainer.global_step, final=True)
         if trainer.is_global_zero and self.history_file and self.history:
             folder = Path(trainer.log_dir or trainer.default_root_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            self.monitor.write_history(folder / self.history_file)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                self.monitor.write_history(folder / self.history_file)
+            except OSError as exc:  # unwritable or full disk: the run itself is not at stake
+                rank_zero_warn(f"FilterWatch could not write its history to {folder}: {exc}; "
+                               "it stays available as callback.history.")
+                return
             rank_zero_info(f"FilterWatch: {len(self.history)} snapshots, {len(self.alerts)} alerts; "
                            f"history in {folder / self.history_file}")
 
@@ -235,6 +241,7 @@ class FilterWatch(Callback):
         self._last_step = step
         if trainer.is_global_zero:
             layers = current_layers(pl_module, self.selection)
+            self._warn_on_surgery(layers)
             report, new_alerts = self.monitor.measure(layers, step, final=final,
                                                       source=type(pl_module).__name__)
             spent = time.perf_counter() - start
@@ -242,14 +249,30 @@ class FilterWatch(Callback):
             metrics["filterwatch/overhead_ms"] = spent * 1000.0
             for lg in trainer.loggers:
                 lg.log_metrics(metrics, step=step)
-            for sink in self._sinks:
-                sink.write(report, layers, self.history, new_alerts, self.reference,
-                           scalars=metrics, final=final)
+            for sink in list(self._sinks):
+                try:
+                    sink.write(report, layers, self.history, new_alerts, self.reference,
+                               scalars=metrics, final=final)
+                except OSError as exc:  # unwritable / full log directory
+                    self._sinks.remove(sink)
+                    rank_zero_warn(f"FilterWatch stopped writing TensorBoard extras: {exc}; "
+                                   "scalars still go to the loggers.")
             for alert in new_alerts:
                 rank_zero_warn(f"FilterWatch alert at step {step}: {alert.message}")
         spent = time.perf_counter() - start
         self.overhead_s += spent
         self._schedule(step, spent)
+
+    def _warn_on_surgery(self, layers: Sequence[Any]) -> None:
+        """Warn (once per change) when layers appear, disappear or change shape mid-run."""
+        shapes = {layer.name: tuple(layer.shape) for layer in layers}
+        if self._shapes and shapes != self._shapes:
+            changed = sorted(n for n in shapes.keys() | self._shapes.keys()
+                             if shapes.get(n) != self._shapes.get(n))
+            rank_zero_warn(f"FilterWatch: layers changed during training ({', '.join(changed[:6])}); "
+                           "their drift and relative change are reported as undefined where the "
+                           "reference no longer fits, and their alerts restart from here.")
+        self._shapes = shapes
 
     def summary(self) -> str:
         """The last report as a table, and the alerts."""
