@@ -21,11 +21,11 @@ from tests.lightning_helpers import TinyNet, loader, trainer
 
 
 class GoesBad(TinyNet):
-    """From step 5 on, rank 1 only zeroes most of body.2 (a rank-local fault: DDP keeps
-    training with it until the next sync; the gate must still stop both ranks together)."""
+    """From step 5 on, rank 0 only zeroes most of body.2 (lr = 0, so the ranks' weights now
+    differ): rank 0 sees the fault, rank 1 does not, and both must stop at the same step."""
 
     def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
-        if self.global_step >= 5 and self.global_rank == 1:
+        if self.global_step >= 5 and self.global_rank == 0:
             with torch.no_grad():
                 self.body[2].weight[:, :14] = 0.0
 
