@@ -92,10 +92,13 @@ class ConvLayer:
 
     def kernel(self) -> torch.Tensor:
         """The detached weight in ``(C_out, C_in/groups, *kernel)`` layout (a view, no copy
-        for ordinary convs)."""
+        for ordinary convs; the whole tensor, all-gathered, for a sharded DTensor weight:
+        every rank must then read the kernels in the same order)."""
         if self.unavailable or self._tensor is None:
             raise InputError(f"layer `{self.name}`: kernel not available ({self.unavailable})")
-        w = self._tensor.detach()
+        from .distributed import full_tensor
+
+        w = full_tensor(self._tensor.detach())  # a DTensor shard is all-gathered (collective)
         if self.transposed:
             g = self.groups or 1
             c_in, c_out_g = w.shape[0], w.shape[1]

@@ -91,8 +91,10 @@ class TensorBoardSink:
     """Writes snapshots to a ``SummaryWriter``; scalars optional (Lightning logs them itself)."""
 
     def __init__(self, writer: Any, *, scalars: bool = True, images_every: int = 10,
-                 histograms: bool = True, max_image_layers: int = 16) -> None:
+                 histograms: bool = True, max_image_layers: int = 16,
+                 filter_images: bool = True) -> None:
         self.writer = writer
+        self.filter_images = filter_images
         self.write_scalars = scalars
         self.images_every = images_every
         self.histograms = histograms
@@ -158,7 +160,7 @@ class TensorBoardSink:
             )
 
     def _images(self, layers: Sequence[ConvLayer], history: Sequence[Report], step: int) -> None:
-        for layer in layers[: self.max_image_layers]:
+        for layer in layers[: self.max_image_layers] if self.filter_images else []:
             if not layer.unavailable:
                 self.writer.add_image(f"filterwatch_filters/{layer.name}", filter_grid(layer.kernel()), step)
         names = [layer.name for layer in history[-1].layers] if history else []

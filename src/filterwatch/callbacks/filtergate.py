@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from ..distributed import has_sharded_parameters
 from ..errors import InputError
 from ..gate import Verdict, Violation, evaluate
 from ..gate_rules import GateConfig, load_rules, rules_from_mapping
@@ -86,6 +87,7 @@ class FilterGate(Callback):
         self.stopping_reason_message: str | None = None
         self.last_verdict: Verdict | None = None
         self._idle = False
+        self._sharded = False
 
     @property
     def state_key(self) -> str:
@@ -126,7 +128,8 @@ class FilterGate(Callback):
             rank_zero_warn("FilterGate found no conv layers to check; it stays idle.")
             self._idle = True
             return
-        if trainer.is_global_zero:
+        self._sharded = has_sharded_parameters(pl_module)
+        if trainer.is_global_zero or self._sharded:
             self.monitor.ensure_reference(layers)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -142,7 +145,7 @@ class FilterGate(Callback):
         if self._idle or self.stopping_reason is not GateStoppingReason.NOT_STOPPED:
             return
         violations: list[Violation] = []
-        if trainer.is_global_zero:
+        if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
             layers = current_layers(pl_module, self.selection)
             report, _ = self.monitor.measure(layers, trainer.global_step)
             self.last_verdict = evaluate(report, self.config)

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from ..alerts import Alert, AlertRules
+from ..distributed import has_sharded_parameters
 from ..errors import InputError
 from ..layers import LayerSelection
 from ..monitor import Monitor, history_table
@@ -134,6 +135,7 @@ class FilterWatch(Callback):
         self._sinks: list[TensorBoardSink] = []
         self._warned_no_logger = False
         self._shapes: dict[str, tuple[int, ...]] = {}
+        self._sharded = False
 
     # -- identity and state -------------------------------------------------------------
     @property
@@ -183,10 +185,14 @@ class FilterWatch(Callback):
                            "it stays idle and training continues.")
             self.disabled = True
             return
-        if trainer.is_global_zero:
+        self._sharded = has_sharded_parameters(pl_module)
+        if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
             self.monitor.ensure_reference(layers)
+        # sharded weights: rank zero cannot read kernels alone (a gather is collective), so
+        # TensorBoard gets no per-kernel histograms or filter grids there
         self._sinks = [TensorBoardSink(lg.experiment, scalars=False, images_every=self.images_every,
-                                       histograms=self.histograms)
+                                       histograms=self.histograms and not self._sharded,
+                                       filter_images=not self._sharded)
                        for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not trainer.loggers and not self._warned_no_logger:
             self._warned_no_logger = True
@@ -239,11 +245,12 @@ class FilterWatch(Callback):
                   final: bool = False) -> None:
         start = time.perf_counter()
         self._last_step = step
-        if trainer.is_global_zero:
+        if trainer.is_global_zero or self._sharded:
             layers = current_layers(pl_module, self.selection)
             self._warn_on_surgery(layers)
             report, new_alerts = self.monitor.measure(layers, step, final=final,
                                                       source=type(pl_module).__name__)
+        if trainer.is_global_zero:
             spent = time.perf_counter() - start
             metrics = self.monitor.scalars(report)
             metrics["filterwatch/overhead_ms"] = spent * 1000.0
@@ -262,6 +269,8 @@ class FilterWatch(Callback):
         spent = time.perf_counter() - start
         self.overhead_s += spent
         self._schedule(step, spent)
+        if self._sharded:  # every rank must snapshot at the same steps: rank zero decides
+            self._next_step = int(trainer.strategy.broadcast(self._next_step, src=0))
 
     def _warn_on_surgery(self, layers: Sequence[Any]) -> None:
         """Warn (once per change) when layers appear, disappear or change shape mid-run."""

@@ -1,0 +1,71 @@
+"""Run by tests/test_sharded.py: FSDP2 (fully_shard) on 2 CPU processes with gloo.
+
+Every rank: analyze() of the sharded model (one layer all-gathered at a time), FilterMetrics
+with sharded rows synced through torch.distributed, and watch() hooks during a few training
+steps. Each rank writes its reports to OUT/rank<r>.json; rank 0 also the unsharded weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3), nn.ReLU(),
+                        nn.Conv2d(32, 32, 3, groups=4), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.randn(1, 3, 10, 10))
+    with torch.no_grad():
+        net[2].weight[:, :5] = 0.0          # sparse filters
+        net[0].weight[0, 0, 0, 0] = 9.0     # the global peak sits in rank 0's shard
+        net[4].weight[20:] *= 1e-4          # sparse only relative to rank 0's peak
+    return net
+
+
+def _worker(rank: int, world: int, out: str, port: str) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from filterwatch import FilterMetrics, analyze, watch
+
+    warnings.filterwarnings("ignore")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    net = _model()
+    if rank == 0:
+        torch.save({k: v for k, v in net.state_dict().items() if v.ndim == 4},
+                   Path(out) / "unsharded.pt")
+    mesh = init_device_mesh("cpu", (world,))
+    for i in (0, 2, 4):
+        fully_shard(net[i], mesh=mesh)
+    fully_shard(net, mesh=mesh)
+    report = analyze(net)                               # every rank, layer by layer
+    local = {name: p.to_local() for name, p in net.named_parameters() if p.ndim == 4}
+    metric = FilterMetrics({k: v for k, v in net.state_dict().items() if v.ndim == 4},
+                           sharded=True)
+    metric.update({f"{k}": v for k, v in local.items()})  # this rank's rows only
+    merged = metric.compute()                           # torchmetrics syncs the states
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with watch(net, every_n_calls=1) as w:
+        for _ in range(2):
+            opt.zero_grad()
+            net(torch.randn(2, 3, 10, 10)).sum().backward()
+            opt.step()
+    result = {"analyze": report.to_dict(), "metric": merged.to_dict(),
+              "watch": w.history[-1].to_dict(), "sharded_local_rows": local["2.weight"].shape[0]}
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    mp.spawn(_worker, args=(2, sys.argv[1], sys.argv[2]), nprocs=2)
