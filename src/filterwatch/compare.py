@@ -48,6 +48,8 @@ def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | 
             report.undefined["drift"] = (
                 f"the reference group `{key}` has {'x'.join(map(str, group.kernel_size))} kernels, "
                 f"the layer now has {'x'.join(map(str, layer.kernel_size))}")
+            if ref.snapshot:
+                report.undefined["relative_change"] = "no reference weights of the same shape"
             return
         raise InputError(
             f"layer `{layer.name}`: reference group `{key}` expected "

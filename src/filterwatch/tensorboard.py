@@ -7,6 +7,7 @@ exposes one as ``logger.experiment``). Images are built with torch alone (no mat
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,6 +102,17 @@ class TensorBoardSink:
         self.max_image_layers = max_image_layers
         self._layout_done = False
         self._count = 0
+
+    def purge_after(self, step: int) -> None:
+        """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
+        the crashed run wrote for later steps (a SessionLog START at ``step + 1``), so the
+        resumed run's values are the only ones at those steps."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        event = Event(step=step + 1, wall_time=time.time(),
+                      session_log=SessionLog(status=SessionLog.START))
+        self.writer._get_file_writer().add_event(event)
+        self.writer.flush()
 
     def layout(self) -> None:
         """One custom-scalars chart per measure, all layers on it."""

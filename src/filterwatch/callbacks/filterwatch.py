@@ -136,6 +136,7 @@ class FilterWatch(Callback):
         self._warned_no_logger = False
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._sharded = False
+        self._resumed_at: int | None = None
 
     # -- identity and state -------------------------------------------------------------
     @property
@@ -156,6 +157,7 @@ class FilterWatch(Callback):
         self._next_step = int(state_dict.get("next_step", 0))
         self._last_step = state_dict.get("last_step")
         self.overhead_s = float(state_dict.get("overhead_s", 0.0))
+        self._resumed_at = self._last_step
 
     # -- public views ---------------------------------------------------------------------
     @property
@@ -194,6 +196,9 @@ class FilterWatch(Callback):
                                        histograms=self.histograms and not self._sharded,
                                        filter_images=not self._sharded)
                        for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if self._resumed_at is not None:  # drop what a crashed run logged after the checkpoint
+            for sink in self._sinks:
+                sink.purge_after(self._resumed_at)
         if not trainer.loggers and not self._warned_no_logger:
             self._warned_no_logger = True
             rank_zero_warn("FilterWatch: the trainer has no logger; the history is kept in "
