@@ -32,6 +32,28 @@ def _model() -> nn.Sequential:
     return net
 
 
+def _track_gathers() -> list[int]:
+    """Count how many all-gathered (full) layers are alive at once during analyze()."""
+    import gc
+    import weakref
+
+    import filterwatch.distributed as fwd
+
+    original, alive, peak = fwd.full_tensor, [], [0]
+
+    def tracking(t: torch.Tensor) -> torch.Tensor:
+        out = original(t)
+        if fwd.is_sharded(t):
+            gc.collect()
+            alive[:] = [r for r in alive if r() is not None]
+            alive.append(weakref.ref(out))
+            peak[0] = max(peak[0], len(alive))
+        return out
+
+    fwd.full_tensor = tracking  # type: ignore[assignment]
+    return peak
+
+
 def _worker(rank: int, world: int, out: str, port: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -49,7 +71,9 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
     for i in (0, 2, 4):
         fully_shard(net[i], mesh=mesh)
     fully_shard(net, mesh=mesh)
+    peak_alive = _track_gathers()
     report = analyze(net)                               # every rank, layer by layer
+    analyze_peak = peak_alive[0]
     local = {name: p.to_local() for name, p in net.named_parameters() if p.ndim == 4}
     metric = FilterMetrics({k: v for k, v in net.state_dict().items() if v.ndim == 4},
                            sharded=True)
@@ -62,7 +86,8 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
             net(torch.randn(2, 3, 10, 10)).sum().backward()
             opt.step()
     result = {"analyze": report.to_dict(), "metric": merged.to_dict(),
-              "watch": w.history[-1].to_dict(), "sharded_local_rows": local["2.weight"].shape[0]}
+              "watch": w.history[-1].to_dict(), "sharded_local_rows": local["2.weight"].shape[0],
+              "max_full_layers_alive": analyze_peak}
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
 

@@ -28,6 +28,7 @@ def test_sharded_results_equal_unsharded(tmp_path: Path) -> None:
     for rank in (0, 1):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["sharded_local_rows"] == 16  # each rank really held half of layer 2
+        assert got["max_full_layers_alive"] == 1  # beyond the model, one full layer at a time
         for source in ("analyze", "watch", "metric"):
             for layer in got[source]["layers"]:
                 ref = want.layer(layer["name"])
