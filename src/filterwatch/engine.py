@@ -26,7 +26,7 @@ import torch
 
 from ._triton_stats import triton_row_stats, triton_usable
 from .functional._filters import _filter_matrix, _output_filter_matrix
-from .functional._random_entropy import random_entropy_threshold
+from .functional.entropy import _normalize
 from .layers import ConvLayer
 from .report import LayerReport
 
@@ -153,15 +153,6 @@ def _entropy(s1: torch.Tensor, s2: torch.Tensor, n: torch.Tensor) -> torch.Tenso
     return torch.where(n >= 2, h, torch.full_like(h, math.nan))
 
 
-def _normalized(ve: float, n: int, k: int) -> tuple[float | None, str]:
-    if k < 2:
-        return None, "normalised VE is undefined for 1-value kernels (VE is always 0)"
-    h_t = random_entropy_threshold(n, k)
-    if h_t <= 0:
-        return None, f"normalised VE is undefined for n={n} filters (H_T(n) <= 0)"
-    return ve / h_t, ""
-
-
 def reports_from_stats(layers: Sequence[ConvLayer], stats: Sequence[LayerStats]) -> list[LayerReport]:
     """Turn statistics into LayerReports: one batched eigendecomposition per kernel size and a
     single device-to-host transfer of all scalars."""
@@ -234,7 +225,7 @@ def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix:
         r.undefined[key] = r.undefined[f"{key}_norm"] = reason
         return
     setattr(r, key, value)
-    norm, why = _normalized(value, n, k)
+    norm, why = _normalize(value, n, k)
     setattr(r, f"{key}_norm", norm)
     if why:
         r.undefined[f"{key}_norm"] = why

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .alerts import Alert, AlertRules
+from .alerts import AlertRules
 from .errors import InputError, NoConvLayersError
 from .layers import ConvLayer, LayerSelection, discover_layers, layer_from_module, strip_wrapper_prefix
-from .monitor import Monitor, history_table
+from .monitor import Monitor, MonitorViews
 from .reference import Reference
 from .report import Report
 from .tensorboard import TensorBoardSink
@@ -28,7 +28,7 @@ from .tensorboard import TensorBoardSink
 __all__ = ["Watcher", "watch"]
 
 
-class Watcher:
+class Watcher(MonitorViews):
     """What ``watch`` yields: the history, alerts and reference of the run so far."""
 
     def __init__(self, monitor: Monitor, every_n_calls: int, sink: TensorBoardSink | None) -> None:
@@ -40,21 +40,6 @@ class Watcher:
         self._capturing = False
         self._captured: list[ConvLayer] = []
         self._order: dict[str, int] = {}
-
-    @property
-    def history(self) -> list[Report]:
-        return self.monitor.history
-
-    @property
-    def alerts(self) -> list[Alert]:
-        return self.monitor.alerts
-
-    @property
-    def reference(self) -> Reference | None:
-        return self.monitor.reference
-
-    def history_table(self, measure: str = "variance_entropy") -> str:
-        return history_table(self.history, measure)
 
     # hooks -------------------------------------------------------------------------------
     def _root_pre(self, module: nn.Module, args: Any) -> None:

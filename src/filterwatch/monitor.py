@@ -24,7 +24,7 @@ from .layers import ConvLayer
 from .reference import Reference
 from .report import LayerReport, Report
 
-__all__ = ["SCALAR_MEASURES", "Monitor", "history_table"]
+__all__ = ["SCALAR_MEASURES", "Monitor", "MonitorViews", "history_table"]
 
 SCALAR_MEASURES: tuple[str, ...] = (
     "sparsity", "variance_entropy", "variance_entropy_norm", "variance_entropy_clean",
@@ -163,3 +163,27 @@ def history_table(history: Sequence[Report], measure: str = "variance_entropy") 
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
+
+
+class MonitorViews:
+    """Read-only views shared by ``FilterWatch`` and ``watch``'s ``Watcher`` (a mixin over an
+    attribute ``monitor``)."""
+
+    monitor: Monitor
+
+    @property
+    def history(self) -> list[Report]:
+        """Every snapshot so far, oldest first."""
+        return self.monitor.history
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.monitor.alerts
+
+    @property
+    def reference(self) -> Reference | None:
+        return self.monitor.reference
+
+    def history_table(self, measure: str = "variance_entropy") -> str:
+        """How ``measure`` evolved: one row per layer, one column per snapshot."""
+        return history_table(self.history, measure)

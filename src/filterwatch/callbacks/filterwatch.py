@@ -21,14 +21,13 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from ..alerts import Alert, AlertRules
+from ..alerts import AlertRules
 from ..distributed import has_sharded_parameters
 from ..errors import InputError
 from ..layers import LayerSelection
-from ..monitor import Monitor, history_table
+from ..monitor import Monitor, MonitorViews
 from ..reference import Reference
 from ..render import to_table
-from ..report import Report
 from ..tensorboard import TensorBoardSink
 from ._common import current_layers, has_conv
 
@@ -58,7 +57,7 @@ def _guarded(hook: F) -> F:
     return run  # type: ignore[return-value]
 
 
-class FilterWatch(Callback):
+class FilterWatch(MonitorViews, Callback):
     """Monitor conv filters during training.
 
     Args:
@@ -158,24 +157,6 @@ class FilterWatch(Callback):
         self._last_step = state_dict.get("last_step")
         self.overhead_s = float(state_dict.get("overhead_s", 0.0))
         self._resumed_at = self._last_step
-
-    # -- public views ---------------------------------------------------------------------
-    @property
-    def history(self) -> list[Report]:
-        """Every snapshot so far, oldest first."""
-        return self.monitor.history
-
-    @property
-    def alerts(self) -> list[Alert]:
-        return self.monitor.alerts
-
-    @property
-    def reference(self) -> Reference | None:
-        return self.monitor.reference
-
-    def history_table(self, measure: str = "variance_entropy") -> str:
-        """How ``measure`` evolved: one row per layer, one column per snapshot."""
-        return history_table(self.history, measure)
 
     # -- Lightning hooks ------------------------------------------------------------------
     @_guarded
