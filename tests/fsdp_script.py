@@ -85,7 +85,14 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
             opt.zero_grad()
             net(torch.randn(2, 3, 10, 10)).sum().backward()
             opt.step()
-    result = {"analyze": report.to_dict(), "metric": merged.to_dict(),
+    # FSDP1 (flat parameters, what Lightning's FSDPStrategy uses): summoned for the snapshot
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    fsdp1 = FSDP(_model(), device_id=torch.device("cpu"), use_orig_params=True)
+    flat_shapes = sorted({tuple(p.shape) for p in fsdp1.parameters()})
+    fsdp1_report = analyze(fsdp1)
+    result = {"analyze": report.to_dict(), "fsdp1": fsdp1_report.to_dict(),
+              "fsdp1_param_ndims": sorted({len(s) for s in flat_shapes}), "metric": merged.to_dict(),
               "watch": w.history[-1].to_dict(), "sharded_local_rows": local["2.weight"].shape[0],
               "max_full_layers_alive": analyze_peak}
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))

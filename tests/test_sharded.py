@@ -1,4 +1,6 @@
-"""FSDP2 (``fully_shard``) on 2 CPU processes with gloo: results equal the unsharded model."""
+"""FSDP2 (``fully_shard``) and FSDP1 on 2 CPU processes with gloo: results equal the
+unsharded model. (Lightning's FSDPStrategy itself refuses CPU accelerators, so it is covered
+through torch's FSDP1, which it wraps.)"""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def test_sharded_results_equal_unsharded(tmp_path: Path) -> None:
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["sharded_local_rows"] == 16  # each rank really held half of layer 2
         assert got["max_full_layers_alive"] == 1  # beyond the model, one full layer at a time
-        for source in ("analyze", "watch", "metric"):
+        assert got["fsdp1_param_ndims"] == [1]  # FSDP1 really flattened the parameters
+        for source in ("analyze", "watch", "metric", "fsdp1"):
             for layer in got[source]["layers"]:
                 ref = want.layer(layer["name"])
                 for m in MEASURES:

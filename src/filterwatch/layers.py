@@ -26,11 +26,13 @@ __all__ = [
     "strip_wrapper_prefix",
 ]
 
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+_INNER_WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.", *_INNER_WRAPPERS)
 
 
 def strip_wrapper_prefix(name: str) -> str:
-    """Remove the prefixes added by ``torch.compile`` (``_orig_mod.``) and DDP (``module.``).
+    """Remove the prefixes added by ``torch.compile`` (``_orig_mod.``), DDP (``module.``),
+    FSDP1 (``_fsdp_wrapped_module.``) and activation checkpointing wrappers.
 
     Example:
         >>> strip_wrapper_prefix("module._orig_mod.layer1.0.conv1")
@@ -42,6 +44,9 @@ def strip_wrapper_prefix(name: str) -> str:
         for prefix in _WRAPPER_PREFIXES:
             if name.startswith(prefix):
                 name, changed = name[len(prefix) :], True
+            inner = f".{prefix}"
+            if prefix in _INNER_WRAPPERS and inner in name:  # FSDP1 wraps inner units too
+                name, changed = name.replace(inner, "."), True
     return name
 
 

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from ..alerts import AlertRules
-from ..distributed import has_sharded_parameters
+from ..distributed import full_parameters, has_sharded_parameters
 from ..errors import InputError
 from ..layers import LayerSelection
 from ..monitor import Monitor, MonitorViews
@@ -162,13 +162,17 @@ class FilterWatch(MonitorViews, Callback):
     @_guarded
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._train_start = time.perf_counter()
+        self._sharded = has_sharded_parameters(pl_module)
+        with full_parameters(pl_module):
+            self._start(trainer, pl_module)
+
+    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         layers = current_layers(pl_module, self.selection)
         if not has_conv(layers):
             rank_zero_warn("FilterWatch found no conv layers to watch (with this selection); "
                            "it stays idle and training continues.")
             self.disabled = True
             return
-        self._sharded = has_sharded_parameters(pl_module)
         if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
             self.monitor.ensure_reference(layers)
         # sharded weights: rank zero cannot read kernels alone (a gather is collective), so
@@ -229,6 +233,11 @@ class FilterWatch(MonitorViews, Callback):
 
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
                   final: bool = False) -> None:
+        with full_parameters(pl_module):
+            self._measure_and_log(trainer, pl_module, step, final)
+
+    def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
+                         final: bool) -> None:
         start = time.perf_counter()
         self._last_step = step
         if trainer.is_global_zero or self._sharded:
