@@ -88,13 +88,15 @@ def test_every_measure_any_shape_dtype_layout(pair: tuple[torch.Tensor, torch.Te
         _same(lambda x: drift(x, basis).value, w, ref)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.binary(min_size=0, max_size=2048),
+       prefix=st.sampled_from([b"", b"\x80\x02", b"\x80\x04\x95", b"PK\x03\x04", b"\x10" + bytes(7) + b"{"]),
        suffix=st.sampled_from([".pt", ".pth", ".ckpt", ".safetensors", ".bin"]))
-def test_random_bytes_never_crash_the_loaders(data: bytes, suffix: str) -> None:
+def test_random_bytes_never_crash_the_loaders(data: bytes, prefix: bytes, suffix: str) -> None:
+    """Random bytes, also behind a pickle, zip or safetensors header."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"file{suffix}"
-        path.write_bytes(data)
+        path.write_bytes(prefix + data)
         with pytest.raises(InputError):
             load_state_dict(path)
         with pytest.raises(InputError):
