@@ -87,8 +87,10 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
             opt.step()
     # FSDP1 (flat parameters, what Lightning's FSDPStrategy uses): summoned for the snapshot
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-    fsdp1 = FSDP(_model(), device_id=torch.device("cpu"), use_orig_params=True)
+    fsdp1 = FSDP(_model(), device_id=torch.device("cpu"), use_orig_params=True,
+                 auto_wrap_policy=ModuleWrapPolicy({nn.Conv2d}))  # one unit per conv layer
     flat_shapes = sorted({tuple(p.shape) for p in fsdp1.parameters()})
     fsdp1_report = analyze(fsdp1)
     result = {"analyze": report.to_dict(), "fsdp1": fsdp1_report.to_dict(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -12,7 +11,6 @@ from torch import nn
 
 from ._version import __version__
 from .compare import compare_to_reference
-from .distributed import full_parameters
 from .engine import measure_layers
 from .errors import InputError, UndefinedMeasureError
 from .functional._filters import _as_float64, _filter_matrix, _output_filter_matrix
@@ -180,13 +178,12 @@ def analyze(
     name = _describe(source)
     state = load_state_dict(source) if isinstance(source, str | Path) else source
     selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
-    with full_parameters(state) if isinstance(state, nn.Module) else contextlib.nullcontext():
-        return analyze_layers(
-            selection.select(state, name), source=name, settings=selection.as_dict(),
-            sparsity_eps=sparsity_eps, orthogonality=orthogonality, progress=progress,
-            reference=reference, layer_map=layer_map, match_by_order=match_by_order,
-            allow_unmatched=allow_unmatched, engine=engine,
-        )
+    return analyze_layers(
+        selection.select(state, name), source=name, settings=selection.as_dict(),
+        sparsity_eps=sparsity_eps, orthogonality=orthogonality, progress=progress,
+        reference=reference, layer_map=layer_map, match_by_order=match_by_order,
+        allow_unmatched=allow_unmatched, engine=engine,
+    )
 
 
 def analyze_layers(

@@ -7,21 +7,19 @@ collective, **every rank** must run the same measurement (``analyze``, a snapsho
 same order; results are identical on all ranks and equal those of the unsharded model.
 ``FilterWatch`` does this by itself when it sees sharded parameters (only rank zero logs).
 
-FSDP1 (``FullyShardedDataParallel``, flat parameters) is handled by
-:func:`full_parameters`, which summons the full parameters for the measurement (read-only,
-``writeback=False``). That holds the whole unsharded model for the duration of a snapshot,
-not one layer: FSDP1 gathers per wrapped unit, and the measurement does not yet walk units.
+FSDP1 (``FullyShardedDataParallel``, flat parameters; what Lightning's ``FSDPStrategy``
+uses): a layer's kernel is read by summoning only the FSDP unit that holds it
+(``summon_full_params(unit, recurse=False, writeback=False)``), copying that one weight and
+releasing the unit, so memory holds at most one unit (what FSDP itself gathers in forward)
+plus one layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-
 import torch
 from torch import nn
 
-__all__ = ["full_parameters", "full_tensor", "has_sharded_parameters", "is_sharded"]
+__all__ = ["fsdp1_units", "full_tensor", "has_sharded_parameters", "is_sharded", "summoned_weight"]
 
 
 def is_sharded(t: torch.Tensor) -> bool:
@@ -55,17 +53,31 @@ def has_sharded_parameters(module: nn.Module) -> bool:
     return bool(_fsdp1_roots(module)) or any(is_sharded(p) for p in module.parameters())
 
 
-@contextmanager
-def full_parameters(module: nn.Module) -> Iterator[None]:
-    """Within the block, FSDP1-wrapped parts of ``module`` expose their full parameters
-    (read-only). A no-op for other modules. A collective: every rank must enter it."""
-    roots = _fsdp1_roots(module)
-    if not roots:
-        yield
-        return
+def fsdp1_units(module: nn.Module) -> dict[nn.Module, nn.Module]:
+    """Each module inside an FSDP1 unit -> its innermost FSDP1 unit (empty without FSDP1)."""
+    if not _fsdp1_roots(module):
+        return {}
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    with ExitStack() as stack:
-        for root in roots:
-            stack.enter_context(FSDP.summon_full_params(root, writeback=False, recurse=True))
-        yield
+    owner: dict[nn.Module, nn.Module] = {}
+
+    def walk(m: nn.Module, unit: nn.Module | None) -> None:
+        if isinstance(m, FSDP):
+            unit = m
+        elif unit is not None:
+            owner[m] = unit
+        for child in m.children():
+            walk(child, unit)
+
+    walk(module, None)
+    return owner
+
+
+def summoned_weight(unit: nn.Module, module: nn.Module) -> torch.Tensor:
+    """A copy of ``module.weight`` in full, with only ``unit`` summoned (a collective)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    with FSDP.summon_full_params(unit, recurse=False, writeback=False):
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        return weight.detach().clone()

@@ -8,7 +8,8 @@ weight in the canonical ``(C_out, C_in/groups, *kernel)`` layout, also for trans
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -26,28 +27,25 @@ __all__ = [
     "strip_wrapper_prefix",
 ]
 
-_INNER_WRAPPERS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.", *_INNER_WRAPPERS)
+_INNER_WRAPPERS = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
+_LEADING_WRAPPERS = ("module",)  # DDP's: a user's own submodule may be called "module" deeper in
 
 
 def strip_wrapper_prefix(name: str) -> str:
-    """Remove the prefixes added by ``torch.compile`` (``_orig_mod.``), DDP (``module.``),
-    FSDP1 (``_fsdp_wrapped_module.``) and activation checkpointing wrappers.
+    """Remove the names added by wrappers: DDP's ``module.`` in front; ``torch.compile``'s
+    ``_orig_mod``, FSDP1's ``_fsdp_wrapped_module`` and activation checkpointing's
+    ``_checkpoint_wrapped_module`` anywhere.
 
     Example:
         >>> strip_wrapper_prefix("module._orig_mod.layer1.0.conv1")
         'layer1.0.conv1'
+        >>> strip_wrapper_prefix("_fsdp_wrapped_module.body._fsdp_wrapped_module")
+        'body'
     """
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if name.startswith(prefix):
-                name, changed = name[len(prefix) :], True
-            inner = f".{prefix}"
-            if prefix in _INNER_WRAPPERS and inner in name:  # FSDP1 wraps inner units too
-                name, changed = name.replace(inner, "."), True
-    return name
+    parts = [p for p in name.split(".") if p not in _INNER_WRAPPERS]
+    while parts and parts[0] in _LEADING_WRAPPERS:
+        parts = parts[1:]
+    return ".".join(parts)
 
 
 @dataclass(frozen=True)
@@ -76,6 +74,7 @@ class ConvLayer:
     depth_norm: float
     unavailable: str = ""
     _tensor: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _fetch: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_filters(self) -> int:
@@ -103,7 +102,10 @@ class ConvLayer:
             raise InputError(f"layer `{self.name}`: kernel not available ({self.unavailable})")
         from .distributed import full_tensor
 
-        w = full_tensor(self._tensor.detach())  # a DTensor shard is all-gathered (collective)
+        if self._fetch is not None:  # FSDP1: this layer's unit is summoned just for the copy
+            w = self._fetch()
+        else:
+            w = full_tensor(self._tensor.detach())  # a DTensor shard is all-gathered
         if self.transposed:
             g = self.groups or 1
             c_in, c_out_g = w.shape[0], w.shape[1]
@@ -136,6 +138,9 @@ def parse_kernel_size(text: str | int | Sequence[int]) -> tuple[int, ...]:
 
 
 def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]:
+    from .distributed import fsdp1_units, summoned_weight
+
+    units = fsdp1_units(model)  # conv module -> the FSDP1 unit that holds its flat shard
     for name, module in model.named_modules():
         if not isinstance(module, nn.modules.conv._ConvNd):
             continue
@@ -154,6 +159,11 @@ def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]
             info["tensor"] = weight
             if weight.is_meta:
                 info["unavailable"] = "weight is on the meta device; load real weights first"
+            unit = units.get(module)
+            if unit is not None:  # FSDP1: the shape comes from the module, the kernel on demand
+                g = module.groups
+                info["shape"] = (module.out_channels, module.in_channels // g, *module.kernel_size)
+                info["fetch"] = functools.partial(summoned_weight, unit, module)
         yield strip_wrapper_prefix(name), info
 
 
@@ -195,7 +205,7 @@ def _make_layer(name: str, info: dict[str, object], depth: int, total: int) -> C
     tensor = info.get("tensor")
     kernel_size = info["kernel_size"]
     assert isinstance(kernel_size, tuple)
-    if isinstance(tensor, torch.Tensor):
+    if isinstance(tensor, torch.Tensor) and "shape" not in info:
         shape = tuple(int(s) for s in tensor.shape)
         if info["transposed"]:
             g = info["groups"] or 1
@@ -215,6 +225,7 @@ def _make_layer(name: str, info: dict[str, object], depth: int, total: int) -> C
         depth_norm=depth / (total - 1) if total > 1 else 0.0,
         unavailable=str(info.get("unavailable", "")),
         _tensor=tensor if isinstance(tensor, torch.Tensor) else None,
+        _fetch=info.get("fetch"),  # type: ignore[arg-type]
     )
 
 

@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from ..distributed import full_parameters, has_sharded_parameters
+from ..distributed import has_sharded_parameters
 from ..errors import InputError
 from ..gate import Verdict, Violation, evaluate
 from ..gate_rules import GateConfig, load_rules, rules_from_mapping
@@ -123,10 +123,6 @@ class FilterGate(Callback):
 
     # -- hooks --------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        with full_parameters(pl_module):
-            self._start(trainer, pl_module)
-
-    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         layers = current_layers(pl_module, self.selection)
         if not has_conv(layers):
             rank_zero_warn("FilterGate found no conv layers to check; it stays idle.")
@@ -150,9 +146,8 @@ class FilterGate(Callback):
             return
         violations: list[Violation] = []
         if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
-            with full_parameters(pl_module):
-                layers = current_layers(pl_module, self.selection)
-                report, _ = self.monitor.measure(layers, trainer.global_step)
+            layers = current_layers(pl_module, self.selection)
+            report, _ = self.monitor.measure(layers, trainer.global_step)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations
         violations = trainer.strategy.broadcast(violations, src=0)  # rank zero decides ...

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from ..alerts import AlertRules
-from ..distributed import full_parameters, has_sharded_parameters
+from ..distributed import has_sharded_parameters
 from ..errors import InputError
 from ..layers import LayerSelection
 from ..monitor import Monitor, MonitorViews
@@ -163,10 +163,6 @@ class FilterWatch(MonitorViews, Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._train_start = time.perf_counter()
         self._sharded = has_sharded_parameters(pl_module)
-        with full_parameters(pl_module):
-            self._start(trainer, pl_module)
-
-    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         layers = current_layers(pl_module, self.selection)
         if not has_conv(layers):
             rank_zero_warn("FilterWatch found no conv layers to watch (with this selection); "
@@ -233,11 +229,6 @@ class FilterWatch(MonitorViews, Callback):
 
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
                   final: bool = False) -> None:
-        with full_parameters(pl_module):
-            self._measure_and_log(trainer, pl_module, step, final)
-
-    def _measure_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
-                         final: bool) -> None:
         start = time.perf_counter()
         self._last_step = step
         if trainer.is_global_zero or self._sharded:
