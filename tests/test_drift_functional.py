@@ -95,3 +95,21 @@ def test_degenerate_references() -> None:
 def test_filter_matrix_input_is_accepted() -> None:
     w = trained_like_layer(8, 8, seed=2)
     assert drift(w.reshape(-1, 9), drift_basis(w.reshape(-1, 9))).value == 0.0
+
+
+def test_noise_floor_matches_same_distribution_draws() -> None:
+    """Two samples of one distribution have drift > 0 from sampling alone; the estimate is
+    close to the measured average (within a factor of 2)."""
+    from filterwatch.functional import drift_noise_floor
+
+    g = torch.Generator().manual_seed(0)
+    for n in (512, 4096):
+        measured = sum(
+            drift(torch.randn(n, 9, generator=g, dtype=torch.float64),
+                  drift_basis(torch.randn(n, 9, generator=g, dtype=torch.float64))).value
+            for _ in range(6)) / 6
+        estimate = drift_noise_floor(drift_basis(torch.randn(n, 9, generator=g, dtype=torch.float64)), n)
+        assert measured / 2 < estimate < measured * 2, (n, measured, estimate)
+    ref = drift_basis(torch.randn(512, 9, generator=g))
+    assert drift_noise_floor(ref, 512) == drift_noise_floor(ref, 512)  # fixed seed: deterministic
+    assert drift_noise_floor(ref, 64) > drift_noise_floor(ref, 512)    # smaller sets, more noise

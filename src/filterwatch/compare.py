@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .errors import InputError, UndefinedMeasureError
-from .functional.drift import drift
+from .functional.drift import drift, drift_noise_floor
 from .functional.norms import relative_change
 from .layers import ConvLayer
 from .matching import match_layers
@@ -61,6 +61,7 @@ def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | 
         result = drift(w, group.basis)
         report.drift = result.value
         report.drift_components = result.components.tolist()
+        report.drift_noise = drift_noise_floor(group.basis, layer.n_filters)
     except UndefinedMeasureError as exc:
         report.undefined["drift"] = str(exc)
     snap = ref.snapshot.get(ref_name)
@@ -82,7 +83,8 @@ def compare_to_reference(
     match_by_order: bool = False,
     allow_unmatched: bool = False,
 ) -> None:
-    """Fill ``drift``, ``drift_components`` and ``relative_change`` of each report in place.
+    """Fill ``drift``, ``drift_components``, ``drift_noise`` (what sampling alone would give,
+    see :func:`filterwatch.functional.drift_noise_floor`) and ``relative_change`` in place.
 
     Raises:
         InputError: layers that cannot be matched to the reference, or a kernel-size

@@ -28,7 +28,8 @@ __all__ = ["SCALAR_MEASURES", "Monitor", "MonitorViews", "history_table"]
 
 SCALAR_MEASURES: tuple[str, ...] = (
     "sparsity", "variance_entropy", "variance_entropy_norm", "variance_entropy_clean",
-    "orthogonality", "dead_channels", "nonfinite", "drift", "relative_change", "weight_norm",
+    "orthogonality", "dead_channels", "nonfinite", "drift", "drift_noise", "relative_change",
+    "weight_norm",
 )
 
 

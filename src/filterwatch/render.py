@@ -36,12 +36,12 @@ def _has_reference(report: Report) -> bool:
 
 def _columns(report: Report) -> tuple[tuple[str, str], ...]:
     if _has_reference(report):
-        return (*_COLUMNS, ("drift", ">"), ("rel change", ">"))
+        return (*_COLUMNS, ("drift", ">"), ("noise", ">"), ("rel change", ">"))
     return _COLUMNS
 
 
 def _row(layer: LayerReport, drift: bool = False) -> list[str]:
-    extra = [_fmt(layer.drift), _fmt(layer.relative_change)] if drift else []
+    extra = [_fmt(layer.drift), _fmt(layer.drift_noise), _fmt(layer.relative_change)] if drift else []
     return [
         layer.name,
         "x".join(map(str, layer.shape)),
@@ -60,7 +60,8 @@ def _row(layer: LayerReport, drift: bool = False) -> list[str]:
 
 def _summary_row(report: Report) -> list[str]:
     mean = report.summary.get("mean", {})
-    extra = [_fmt(mean.get("drift")), _fmt(mean.get("relative_change"))] if _has_reference(report) else []
+    extra = ([_fmt(mean.get("drift")), "", _fmt(mean.get("relative_change"))]
+             if _has_reference(report) else [])
     return [
         "(filter-weighted mean)",
         "",

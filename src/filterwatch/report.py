@@ -68,6 +68,7 @@ class LayerReport:
     filter_l2_mean: float | None = None
     drift: float | None = None
     drift_components: list[float] | None = None
+    drift_noise: float | None = None
     relative_change: float | None = None
     undefined: dict[str, str] = field(default_factory=dict)
 

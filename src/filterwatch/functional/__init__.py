@@ -4,7 +4,7 @@ Every function takes a conv weight in ``(C_out, C_in/groups, k1, ..., kd)`` layo
 float dtype and on any device, computes in float64 and never modifies or keeps its input.
 """
 
-from .drift import DriftBasis, DriftResult, drift, drift_basis, peak_scale
+from .drift import DriftBasis, DriftResult, drift, drift_basis, drift_noise_floor, peak_scale
 from .entropy import VarianceEntropy, VEStats, random_entropy_threshold, variance_entropy
 from .norms import dead_channels, filter_norms, nonfinite_count, relative_change
 from .orthogonality import orthogonality
@@ -19,6 +19,7 @@ __all__ = [
     "dead_channels",
     "drift",
     "drift_basis",
+    "drift_noise_floor",
     "filter_norms",
     "nonfinite_count",
     "orthogonality",
