@@ -1,7 +1,8 @@
 """The fused engine: every measure for every layer in few passes, on the weights' device.
 
 Per layer, a few passes over the ``(n, K)`` filter matrix in its own precision (float32 for
-fp16/bf16 too, no float64 copy) give all per-filter statistics (peaks, norms, sparse mask)
+fp16/bf16 too; no float64 copy of the whole layer) give all per-filter statistics (peaks,
+norms, sparse mask)
 and the sufficient statistics of VE as float64 sums (count, sums, K x K second moments, for
 all filters and for the sparse ones, so clean VE needs no second pass). The second moments
 come from mean-centred, cache-sized row chunks in float64.
@@ -26,7 +27,7 @@ import torch
 
 from ._triton_stats import triton_row_stats, triton_usable
 from .functional._filters import _filter_matrix, _output_filter_matrix
-from .functional.entropy import _normalize
+from .functional.entropy import _DEGENERATE_RTOL, _normalize
 from .layers import ConvLayer
 from .report import LayerReport
 
@@ -39,10 +40,9 @@ __all__ = [
     "reports_from_stats",
 ]
 
-_DEGENERATE_RTOL = 1e-12
 _BLOCKS = 8  # row blocks per Gram matrix: only the upper triangle of blocks is computed
 _MIN_BLOCK = 64
-_CHUNK = 4096  # rows per float32 GEMM of the second moments (then accumulated in float64)
+_CHUNK = 4096  # rows per float64 chunk of the second moments (stays in cache)
 
 
 @dataclass
