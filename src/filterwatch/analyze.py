@@ -16,9 +16,9 @@ from .errors import InputError, UndefinedMeasureError
 from .functional._filters import _as_float64, _filter_matrix, _output_filter_matrix
 from .functional.entropy import _normalize, _variance_entropy_compute, _variance_entropy_update
 from .functional.orthogonality import _orthogonality_compute, _orthogonality_update
-from .functional.sparsity import _sparsity_compute, _sparsity_update
+from .functional.sparsity import _check_eps, _sparsity_compute, _sparsity_update
 from .layers import ConvLayer, LayerSelection
-from .loading import load_state_dict
+from .loading import describe_source, load_state_dict
 from .reference import Reference
 from .report import LayerReport, Report
 
@@ -122,14 +122,6 @@ def measure_layer(
     return report
 
 
-def _describe(source: object) -> str:
-    if isinstance(source, str | Path):
-        return str(source)
-    if isinstance(source, nn.Module):
-        return type(source).__name__
-    return "state_dict"
-
-
 def analyze(
     source: nn.Module | Mapping[str, torch.Tensor] | str | Path,
     *,
@@ -175,7 +167,7 @@ def analyze(
         >>> layer.sparsity, round(layer.variance_entropy_norm, 1)
         (0.0, 1.0)
     """
-    name = _describe(source)
+    name = describe_source(source)
     state = load_state_dict(source) if isinstance(source, str | Path) else source
     selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
     return analyze_layers(
@@ -204,8 +196,7 @@ def analyze_layers(
     """:func:`analyze` on layers that were already discovered (used by the monitors)."""
     if engine not in ("fused", "reference"):
         raise InputError(f"`engine` expected 'fused' or 'reference', got {engine!r}")
-    if not 0.0 <= sparsity_eps <= 1.0:
-        raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
+    _check_eps(sparsity_eps, "sparsity_eps")
     reports: list[LayerReport] = []
     with torch.no_grad():
         for i, layer in enumerate(layers):

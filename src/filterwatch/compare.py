@@ -9,7 +9,7 @@ import torch
 from .errors import InputError, UndefinedMeasureError
 from .functional.drift import drift, drift_noise_floor
 from .functional.norms import relative_change
-from .layers import ConvLayer
+from .layers import ConvLayer, format_kernel_size
 from .matching import match_layers
 from .reference import Reference
 from .report import LayerReport
@@ -46,15 +46,15 @@ def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | 
     if group.kernel_size != layer.kernel_size:
         if lenient:  # e.g. model surgery during training: explain, don't fail
             report.undefined["drift"] = (
-                f"the reference group `{key}` has {'x'.join(map(str, group.kernel_size))} kernels, "
-                f"the layer now has {'x'.join(map(str, layer.kernel_size))}")
+                f"the reference group `{key}` has {format_kernel_size(group.kernel_size)} kernels, "
+                f"the layer now has {format_kernel_size(layer.kernel_size)}")
             if ref.snapshot:
                 report.undefined["relative_change"] = "no reference weights of the same shape"
             return
         raise InputError(
             f"layer `{layer.name}`: reference group `{key}` expected "
-            f"{'x'.join(map(str, group.kernel_size))} kernels, got "
-            f"{'x'.join(map(str, layer.kernel_size))}; hint: the reference was built from another model"
+            f"{format_kernel_size(group.kernel_size)} kernels, got "
+            f"{format_kernel_size(layer.kernel_size)}; hint: the reference was built from another model"
         )
     w = layer.kernel()
     try:

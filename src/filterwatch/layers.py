@@ -22,6 +22,7 @@ __all__ = [
     "ConvLayer",
     "LayerSelection",
     "discover_layers",
+    "format_kernel_size",
     "layer_from_module",
     "parse_kernel_size",
     "strip_wrapper_prefix",
@@ -135,6 +136,16 @@ def parse_kernel_size(text: str | int | Sequence[int]) -> tuple[int, ...]:
             f"`kernel_size` expected sizes like '3x3', 5 or (3, 3), got {text!r}"
         ) from None
     return dims
+
+
+def format_kernel_size(kernel_size: Sequence[int]) -> str:
+    """``(3, 3)`` -> ``"3x3"`` (the inverse of :func:`parse_kernel_size`).
+
+    Example:
+        >>> format_kernel_size((7, 7))
+        '7x7'
+    """
+    return "x".join(str(int(s)) for s in kernel_size)
 
 
 def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]:
@@ -322,7 +333,7 @@ class LayerSelection:
             )
         layers = self.filter(everything)
         if not layers:
-            found = sorted({"x".join(map(str, layer.kernel_size)) for layer in everything})
+            found = sorted({format_kernel_size(layer.kernel_size) for layer in everything})
             raise NoConvLayersError(
                 f"`kernel_sizes`/`include`/`exclude` expected to select some of the "
                 f"{len(everything)} conv layers of {what}, got none (kernel sizes present: "

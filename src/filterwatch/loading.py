@@ -21,10 +21,19 @@ import torch
 from .errors import InputError, NoConvLayersError
 from .layers import discover_layers
 
-__all__ = ["load_state_dict"]
+__all__ = ["describe_source", "load_state_dict"]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+
+
+def describe_source(source: object) -> str:
+    """How reports name a source: the path, the model's class, or ``"state_dict"``."""
+    if isinstance(source, str | Path):
+        return str(source)
+    if isinstance(source, torch.nn.Module):
+        return type(source).__name__
+    return "state_dict"
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -22,6 +22,7 @@ from torchmetrics import Metric
 from ._version import __version__
 from .engine import LayerStats, layer_stats, reports_from_stats
 from .errors import InputError
+from .functional.sparsity import _check_eps
 from .layers import ConvLayer, LayerSelection, discover_layers
 from .report import Report
 
@@ -69,8 +70,7 @@ class FilterMetrics(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= sparsity_eps <= 1.0:
-            raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
+        _check_eps(sparsity_eps, "sparsity_eps")
         self.selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
         self.layers: list[ConvLayer] = [
             layer for layer in self.selection.select(model, type(model).__name__)

@@ -20,6 +20,7 @@ from ._reference_file import reference_from_tensors, reference_to_tensors
 from .alerts import Alert, AlertRules, AlertTracker
 from .analyze import analyze_layers
 from .errors import InputError
+from .functional.sparsity import _check_eps
 from .layers import ConvLayer
 from .reference import Reference
 from .report import LayerReport, Report
@@ -57,8 +58,7 @@ class Monitor:
     ) -> None:
         if orthogonality_every < 1:
             raise InputError(f"`orthogonality_every` expected an integer >= 1, got {orthogonality_every!r}")
-        if not 0.0 <= sparsity_eps <= 1.0:
-            raise InputError(f"`sparsity_eps` expected a number in [0, 1], got {sparsity_eps!r}")
+        _check_eps(sparsity_eps, "sparsity_eps")
         self.reference: Reference | None = (
             Reference.load(reference) if isinstance(reference, str | Path) else reference
         )

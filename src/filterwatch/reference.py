@@ -21,8 +21,8 @@ from torch import nn
 from ._version import __version__
 from .errors import InputError, NoConvLayersError
 from .functional.drift import BINS, DriftBasis, drift_basis
-from .layers import ConvLayer, discover_layers
-from .loading import load_state_dict
+from .layers import ConvLayer, discover_layers, format_kernel_size
+from .loading import describe_source, load_state_dict
 
 __all__ = ["GROUPINGS", "Reference", "ReferenceGroup"]
 
@@ -41,23 +41,13 @@ class ReferenceGroup:
     layers: list[str] = field(default_factory=list)
 
 
-def _ks(kernel_size: Sequence[int]) -> str:
-    return "x".join(map(str, kernel_size))
-
-
 def group_key(layer: ConvLayer, grouping: str) -> str:
     """The reference group a layer belongs to (``layer1.0.conv1``, ``depth3/3x3``, ``kernel/3x3``)."""
     if grouping == "layer":
         return layer.name
     if grouping == "depth":
-        return f"depth{min(int(layer.depth_norm * 10), 9)}/{_ks(layer.kernel_size)}"
-    return f"kernel/{_ks(layer.kernel_size)}"
-
-
-def _describe(source: Source) -> str:
-    if isinstance(source, str | Path):
-        return str(source)
-    return type(source).__name__ if isinstance(source, nn.Module) else "state_dict"
+        return f"depth{min(int(layer.depth_norm * 10), 9)}/{format_kernel_size(layer.kernel_size)}"
+    return f"kernel/{format_kernel_size(layer.kernel_size)}"
 
 
 @dataclass
@@ -123,22 +113,23 @@ class Reference:
         pooled: dict[str, list[torch.Tensor]] = {}
         members: dict[str, list[str]] = {}
         kernels: dict[str, tuple[int, ...]] = {}
-        ref = cls(groups={}, grouping=group, sources=[_describe(s) for s in many], bins=bins,
+        ref = cls(groups={}, grouping=group, sources=[describe_source(s) for s in many], bins=bins,
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         for src in many:
             state = load_state_dict(src) if isinstance(src, str | Path) else src
             layers = discover_layers(state, kernel_sizes=kernel_sizes, include=include,
                                      exclude=exclude)
             if not layers:
-                raise NoConvLayersError(f"`sources` expected conv layers, got none in {_describe(src)}")
+                raise NoConvLayersError(f"`sources` expected conv layers, got none in {describe_source(src)}")
             for layer in layers:
                 if layer.unavailable:
-                    raise InputError(f"layer `{layer.name}` of {_describe(src)}: {layer.unavailable}")
+                    raise InputError(f"layer `{layer.name}` of {describe_source(src)}: {layer.unavailable}")
                 key = group_key(layer, group)
                 if kernels.setdefault(key, layer.kernel_size) != layer.kernel_size:
                     raise InputError(
-                        f"group `{key}` expected {_ks(kernels[key])} kernels, got "
-                        f"{_ks(layer.kernel_size)} from layer `{layer.name}` of {_describe(src)}"
+                        f"group `{key}` expected {format_kernel_size(kernels[key])} kernels, got "
+                        f"{format_kernel_size(layer.kernel_size)} from layer `{layer.name}` of "
+                        f"{describe_source(src)}"
                     )
                 w = layer.kernel().detach()
                 pooled.setdefault(key, []).append(w.reshape(-1, layer.kernel_numel).cpu())
@@ -167,9 +158,9 @@ class Reference:
             if not layer.unavailable
         }
         if not fake:
-            raise NoConvLayersError(f"`source` expected conv layers, got none in {_describe(source)}")
+            raise NoConvLayersError(f"`source` expected conv layers, got none in {describe_source(source)}")
         ref = cls.build(fake)
-        ref.sources = [f"random-init({_describe(source)}, seed={seed})"]
+        ref.sources = [f"random-init({describe_source(source)}, seed={seed})"]
         return ref
 
     def save(self, path: str | Path) -> None:
@@ -198,6 +189,6 @@ class Reference:
         lines.append(f"{'group':<{width}}  kernel  filters  range              top explained")
         for key, g in self.groups.items():
             top = ", ".join(f"{v:.2f}" for v in g.basis.explained[:3].tolist())
-            lines.append(f"{key:<{width}}  {_ks(g.kernel_size):<6}  {g.basis.n:>7}  "
+            lines.append(f"{key:<{width}}  {format_kernel_size(g.kernel_size):<6}  {g.basis.n:>7}  "
                          f"[{g.basis.lo:+.3f}, {g.basis.hi:+.3f}]  {top}")
         return "\n".join(lines) + "\n"

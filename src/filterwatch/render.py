@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .layers import format_kernel_size
 from .report import MEASURES, LayerReport, Report
 
 __all__ = ["to_markdown", "to_table"]
@@ -45,7 +46,7 @@ def _row(layer: LayerReport, drift: bool = False) -> list[str]:
     return [
         layer.name,
         "x".join(map(str, layer.shape)),
-        "x".join(map(str, layer.kernel_size)),
+        format_kernel_size(layer.kernel_size),
         str(layer.n_filters),
         _fmt(layer.sparsity),
         _fmt(layer.variance_entropy),

@@ -29,6 +29,12 @@ class SparsityResult(NamedTuple):
     threshold: float
 
 
+def _check_eps(eps: float, arg: str = "eps") -> None:
+    """The sparsity threshold must be a share of the layer's peak."""
+    if not 0.0 <= eps <= 1.0:
+        raise InputError(f"`{arg}` expected a number in [0, 1], got {eps!r}; hint: the paper uses 0.01")
+
+
 def _sparsity_update(filters: torch.Tensor, eps: float) -> tuple[torch.Tensor, float]:
     """Sufficient statistics: the per-filter mask and the layer threshold ``t``."""
     peak = float(filters.abs().max().item())
@@ -61,8 +67,7 @@ def sparsity(weight: torch.Tensor, eps: float = 0.01) -> SparsityResult:
         >>> r.value, r.indices.tolist()
         (0.125, [2])
     """
-    if not 0.0 <= eps <= 1.0:
-        raise InputError(f"`eps` expected a number in [0, 1], got {eps!r}; hint: the paper uses 0.01")
+    _check_eps(eps)
     filters = _filter_matrix(_prepare(weight, "sparsity"))
     mask, t = _sparsity_update(filters, eps)
     return SparsityResult(
