@@ -92,14 +92,15 @@ def _load_torch(path: Path) -> object:
         raise _explain_unpickling(path, exc) from None
     except (RuntimeError, OSError) as exc:
         text = str(exc)
-        if isinstance(exc, OSError) and zipfile.is_zipfile(path) is False and _has_zip_magic(path):
-            text = "PytorchStreamReader: zip archive"
-
-        if "zip archive" in text or "PytorchStreamReader" in text:
+        broken_zip = ("zip archive" in text or "PytorchStreamReader" in text
+                      or (isinstance(exc, OSError) and _has_zip_magic(path)
+                          and not zipfile.is_zipfile(path)))
+        if broken_zip:
             raise InputError(
                 f"{path}: expected a complete checkpoint, got a truncated or corrupt zip archive"
             ) from None
-        raise InputError(f"{path}: could not read the checkpoint ({text.splitlines()[0][:160]})") from None
+        first = (text.splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{path}: could not read the checkpoint ({first})") from None
     except Exception as exc:  # any other parse failure of untrusted bytes
         # weights_only=True never runs code, so whatever failed was the file's format
         kind = "an empty file" if path.stat().st_size == 0 else "a file that is not a checkpoint"
