@@ -197,17 +197,17 @@ def analyze_layers(
     if engine not in ("fused", "reference"):
         raise InputError(f"`engine` expected 'fused' or 'reference', got {engine!r}")
     _check_eps(sparsity_eps, "sparsity_eps")
-    reports: list[LayerReport] = []
-    with torch.no_grad():
-        for i, layer in enumerate(layers):
-            if engine == "reference":
+    if engine == "fused":
+        reports = measure_layers(layers, sparsity_eps=sparsity_eps, orthogonality=orthogonality,
+                                 progress=progress)
+    else:
+        reports = []
+        with torch.no_grad():
+            for i, layer in enumerate(layers):
                 reports.append(measure_layer(layer, sparsity_eps=sparsity_eps,
                                              orthogonality=orthogonality))
-            else:
-                reports += measure_layers([layer], sparsity_eps=sparsity_eps,
-                                          orthogonality=orthogonality)
-            if progress is not None:
-                progress(i + 1, len(layers), layer.name)
+                if progress is not None:
+                    progress(i + 1, len(layers), layer.name)
     if reference is not None:
         compare_to_reference(layers, reports, reference, layer_map=layer_map,
                              match_by_order=match_by_order, allow_unmatched=allow_unmatched)

@@ -20,7 +20,7 @@ about 1e-6 (orthogonality is accumulated in float32); see ``tests/test_engine.py
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -232,14 +232,23 @@ def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix:
 
 
 def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
-                   orthogonality: bool = True) -> list[LayerReport]:
+                   orthogonality: bool = True,
+                   progress: Callable[[int, int, str], None] | None = None) -> list[LayerReport]:
     """Every measure for every layer through the fused path (unavailable layers and layers
-    with non-finite weights go through the reference path, which explains them)."""
+    with non-finite weights go through the reference path, which explains them).
+
+    Kernels are read one layer at a time (only small statistics are kept), then all layers'
+    spectra go through one batched eigendecomposition per kernel size."""
     from .analyze import measure_layer
 
     ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
+    stats = []
     with torch.no_grad():
-        stats = [layer_stats(layers[i].kernel(), sparsity_eps, orthogonality) for i in ready]
+        for i, layer in enumerate(layers):
+            if not layer.unavailable:
+                stats.append(layer_stats(layer.kernel(), sparsity_eps, orthogonality))
+            if progress is not None:
+                progress(i + 1, len(layers), layer.name)
         fused = reports_from_stats([layers[i] for i in ready], stats) if ready else []
     out: list[LayerReport | None] = [None] * len(layers)
     for i, report in zip(ready, fused, strict=True):
