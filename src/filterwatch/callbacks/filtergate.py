@@ -18,7 +18,7 @@ from ..gate_rules import GateConfig, load_rules, rules_from_mapping
 from ..layers import LayerSelection
 from ..monitor import Monitor
 from ..reference import Reference
-from ._common import current_layers, has_conv
+from ._common import check_intervals, current_layers, has_conv
 
 __all__ = ["FilterGate", "GateStoppingReason"]
 
@@ -65,9 +65,7 @@ class FilterGate(Callback):
             raise InputError(f"`mode` expected 'stop' or 'warn', got {mode!r}")
         if not isinstance(patience, int) or patience < 1:
             raise InputError(f"`patience` expected a positive integer, got {patience!r}")
-        for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"`{name}` expected a positive integer or None, got {value!r}")
+        check_intervals(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         if isinstance(rules, GateConfig):
             self.config = rules
         elif isinstance(rules, Mapping):

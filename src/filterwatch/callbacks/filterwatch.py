@@ -29,7 +29,7 @@ from ..monitor import Monitor, MonitorViews
 from ..reference import Reference
 from ..render import to_table
 from ..tensorboard import TensorBoardSink
-from ._common import current_layers, has_conv
+from ._common import check_intervals, current_layers, has_conv
 
 __all__ = ["FilterWatch"]
 
@@ -106,9 +106,7 @@ class FilterWatch(MonitorViews, Callback):
         history_file: str | None = "filterwatch_history.jsonl",
         strict: bool = False,
     ) -> None:
-        for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"`{name}` expected a positive integer or None, got {value!r}")
+        check_intervals(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
         if not 0.0 < max_overhead < 1.0:
             raise InputError(
                 f"`max_overhead` expected a share in (0, 1), got {max_overhead!r}; hint: 0.01 is 1 %"
