@@ -7,7 +7,7 @@ Measures ("paper"): sparsity, VE (raw, normalised, clean) and orthogonality of t
 nn.Conv2d layers (the layers torchconvquality measures; for ConvNeXt, which has none, every
 non-1x1 layer). Methods:
   filterwatch          analyze(), the fused engine (default)
-  filterwatch-ref      analyze(engine="reference"), the float64 functional path
+  filterwatch-ref      analyze(precision="float64"), the same engine with float64 products
   torchconvquality     torchconvquality.measure_quality (the authors' library)
   numpy-naive          a per-layer numpy implementation of the paper's pipeline (SVD, GEMM)
   weightwatcher        weightwatcher.WeightWatcher().analyze(), only when installed
@@ -120,11 +120,12 @@ def _job(model_name: str, method: str) -> Callable[[], Any] | None:
 
     model = _model(model_name)
     ks = _kernel_sizes(model_name)
-    layers = filterwatch.discover_layers(model, kernel_sizes=ks)
+    select = filterwatch.LayerSelection(kernel_sizes=ks)
+    layers = filterwatch.discover_layers(model, select=select)
     if method == "filterwatch":
-        return lambda: filterwatch.analyze(model, kernel_sizes=ks)
+        return lambda: filterwatch.analyze(model, select=select)
     if method == "filterwatch-ref":
-        return lambda: filterwatch.analyze(model, kernel_sizes=ks, engine="reference")
+        return lambda: filterwatch.analyze(model, select=select, precision="float64")
     if method == "torchconvquality":
         import torchconvquality
 

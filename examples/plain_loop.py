@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 import filterwatch
-from filterwatch.render import to_table
+from filterwatch.report import to_table
 
 
 def data(lo: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,7 +37,7 @@ def _track_gathers() -> list[int]:
     import gc
     import weakref
 
-    import filterwatch.distributed as fwd
+    import filterwatch.layers.sharded as fwd
 
     original, alive, peak = fwd.full_tensor, [], [0]
 

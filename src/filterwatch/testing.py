@@ -10,10 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .analyze import analyze
-from .gate import evaluate
-from .gate_rules import GateConfig, load_rules, rules_from_mapping
-from .reference import Reference
+from .gate import GateConfig, evaluate, load_rules, rules_from_mapping
+from .measure import analyze
+from .reference import Matching, Reference
 from .report import Report
 
 __all__ = ["assert_filters_healthy"]
@@ -54,8 +53,8 @@ def assert_filters_healthy(
         }), kernel_sizes=extra.kernel_sizes or base.kernel_sizes,
             include=extra.include or base.include, exclude=extra.exclude or base.exclude)
     ref = Reference.load(reference) if isinstance(reference, str | Path) else reference
-    report = analyze(model_or_path, kernel_sizes=base.kernel_sizes, include=base.include,
-                     exclude=base.exclude, reference=ref, allow_unmatched=True)
+    report = analyze(model_or_path, select=base.select, reference=ref,
+                     matching=Matching(allow_unmatched=True))
     verdict = evaluate(report, base)
     if not verdict.passed:
         lines = [f"filterwatch: {len(verdict.violations)} violation(s) in {report.source}:"]

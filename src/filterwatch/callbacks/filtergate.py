@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from ..distributed import has_sharded_parameters
 from ..errors import InputError
-from ..gate import Verdict, Violation, evaluate
-from ..gate_rules import GateConfig, load_rules, rules_from_mapping
-from ..layers import LayerSelection
-from ..monitor import Monitor
+from ..gate import GateConfig, Verdict, Violation, evaluate, load_rules, rules_from_mapping
+from ..layers import has_sharded_parameters
+from ..monitor import Monitor, Schedule
 from ..reference import Reference
-from ._common import check_intervals, current_layers, has_conv
+from ._common import current_layers, has_conv
 
-__all__ = ["FilterGate", "GateStoppingReason"]
+__all__ = ["FilterGate", "GateMode", "GateStoppingReason"]
+
+GateMode = Literal["stop", "warn"]
 
 
 class GateStoppingReason(Enum):
@@ -34,12 +34,13 @@ class FilterGate(Callback):
     """Check the gate rules during training; stop the run (``mode="stop"``) or warn.
 
     Args:
-        rules: a :class:`~filterwatch.gate_rules.GateConfig`, a ``[tool.filterwatch.gate]``
+        rules: a :class:`~filterwatch.gate.GateConfig`, a ``[tool.filterwatch.gate]``
             style mapping (kebab-case keys), a TOML path, or ``None`` for ``./pyproject.toml``
             (or the defaults).
         mode: ``"stop"`` sets ``trainer.should_stop``; ``"warn"`` only reports.
         patience: consecutive failing checks before acting.
-        every_n_steps, every_n_epochs: when to check (default: every epoch).
+        every_n_steps, every_n_epochs: when to check (default: every epoch); at most once
+            per optimizer step, never at step 0.
         reference: drift reference (a Reference or file); default: weights at the start of fit.
 
     Errors inside the gate propagate: a gate is a check the user asked to be enforced.
@@ -55,7 +56,7 @@ class FilterGate(Callback):
         self,
         rules: GateConfig | Mapping[str, Any] | str | Path | None = None,
         *,
-        mode: str = "stop",
+        mode: GateMode = "stop",
         patience: int = 1,
         every_n_steps: int | None = None,
         every_n_epochs: int | None = None,
@@ -63,21 +64,20 @@ class FilterGate(Callback):
     ) -> None:
         if mode not in ("stop", "warn"):
             raise InputError(f"`mode` expected 'stop' or 'warn', got {mode!r}")
-        if not isinstance(patience, int) or patience < 1:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise InputError(f"`patience` expected a positive integer, got {patience!r}")
-        check_intervals(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
+        if every_n_steps is None and every_n_epochs is None:
+            every_n_epochs = 1
+        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=None)
         if isinstance(rules, GateConfig):
             self.config = rules
         elif isinstance(rules, Mapping):
             self.config = rules_from_mapping(rules, source="FilterGate(rules=...)")
         else:
             self.config = load_rules(rules)
-        self.mode = mode
+        self.mode: GateMode = mode
         self.patience = patience
-        self.every_n_steps = every_n_steps
-        self.every_n_epochs = every_n_epochs if (every_n_epochs or every_n_steps) else 1
-        self.selection = LayerSelection(self.config.kernel_sizes, self.config.include,
-                                        self.config.exclude)
+        self.selection = self.config.select
         self.monitor = Monitor(reference=reference)
         self.failures = 0
         self.stopped_step: int | None = None
@@ -90,14 +90,13 @@ class FilterGate(Callback):
     @property
     def state_key(self) -> str:
         return self._generate_state_key(mode=self.mode, config=self.config.source,
-                                        every_n_steps=self.every_n_steps,
-                                        every_n_epochs=self.every_n_epochs)
+                                        **self.schedule.key())
 
     def state_dict(self) -> dict[str, Any]:
         return {"failures": self.failures, "stopped_step": self.stopped_step,
                 "stopping_reason": self.stopping_reason.value,
                 "stopping_reason_message": self.stopping_reason_message,
-                "monitor": self.monitor.state_dict()}
+                "monitor": self.monitor.state_dict(), "schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.failures = int(state_dict.get("failures", 0))
@@ -105,6 +104,7 @@ class FilterGate(Callback):
         self.stopping_reason = GateStoppingReason(state_dict.get("stopping_reason", 0))
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
         self.monitor.load_state_dict(state_dict.get("monitor", {}))
+        self.schedule.load_state_dict(state_dict.get("schedule", {}))
 
     # -- the decision (pure) ----------------------------------------------------------
     def _evaluate_stopping_criteria(self, violations: list[Violation],
@@ -121,6 +121,9 @@ class FilterGate(Callback):
 
     # -- hooks --------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.schedule.begin(trainer.global_step)
+        if self.schedule.fresh(trainer.global_step):
+            self.schedule.skip(trainer.global_step)  # no check before training has done anything
         layers = current_layers(pl_module, self.selection)
         if not has_conv(layers):
             rank_zero_warn("FilterGate found no conv layers to check; it stays idle.")
@@ -132,14 +135,15 @@ class FilterGate(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        if self.schedule.due(trainer.global_step):
             self._run_check(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self.schedule.due_epoch(trainer.current_epoch, trainer.global_step):
             self._run_check(trainer, pl_module)
 
     def _run_check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.schedule.record(trainer.global_step, 0.0)
         if self._idle or self.stopping_reason is not GateStoppingReason.NOT_STOPPED:
             return
         violations: list[Violation] = []

@@ -9,7 +9,6 @@ heatmaps and an alert panel.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,18 +17,16 @@ from typing import Any, TypeVar
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from ..alerts import AlertRules
-from ..distributed import has_sharded_parameters
 from ..errors import InputError
-from ..layers import LayerSelection
-from ..monitor import Monitor, MonitorViews
+from ..integrations.tensorboard import TensorBoardSink
+from ..layers import LayerSelection, check_selection, has_sharded_parameters
+from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
 from ..reference import Reference
-from ..render import to_table
-from ..tensorboard import TensorBoardSink
-from ._common import check_intervals, current_layers, has_conv
+from ..report import to_table
+from ._common import current_layers, has_conv
 
 __all__ = ["FilterWatch"]
 
@@ -57,6 +54,17 @@ def _guarded(hook: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def _log_dir(trainer: pl.Trainer) -> Path:
+    """Where the run logs, as ``trainer.log_dir`` says, but without its broadcast: that is a
+    collective, and only rank zero gets here (under DDP the other ranks would hang or die)."""
+    if trainer.loggers:
+        first = trainer.loggers[0]
+        folder = first.log_dir if isinstance(first, TensorBoardLogger | CSVLogger) else first.save_dir
+        if folder:
+            return Path(folder)
+    return Path(trainer.default_root_dir)
+
+
 class FilterWatch(MonitorViews, Callback):
     """Monitor conv filters during training.
 
@@ -69,7 +77,7 @@ class FilterWatch(MonitorViews, Callback):
         max_overhead: time budget of the adaptive schedule, as a share of training time.
         orthogonality_every: compute orthogonality (the costly measure) on every k-th
             snapshot only; the final snapshot always has it.
-        kernel_sizes, include, exclude, include_pointwise: which layers (as in ``analyze``).
+        select: which layers (a :class:`filterwatch.LayerSelection`, as in ``analyze``).
         reference: compare against this :class:`~filterwatch.Reference` or reference file
             instead of the weights at the start of fit.
         reference_device: where the fit-start weights are kept (``"cpu"``, or e.g. ``"cuda"``).
@@ -82,7 +90,8 @@ class FilterWatch(MonitorViews, Callback):
 
     Example:
         >>> from filterwatch import FilterWatch
-        >>> cb = FilterWatch(every_n_steps=50, include=["backbone.*"])
+        >>> from filterwatch import FilterWatch, LayerSelection
+        >>> cb = FilterWatch(every_n_steps=50, select=LayerSelection(include=["backbone.*"]))
         >>> cb.state_key.startswith("FilterWatch{'every_n_steps': 50")
         True
     """
@@ -94,10 +103,7 @@ class FilterWatch(MonitorViews, Callback):
         *,
         max_overhead: float = 0.01,
         orthogonality_every: int = 1,
-        kernel_sizes: Sequence[str | int | Sequence[int]] | None = None,
-        include: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        include_pointwise: bool = False,
+        select: LayerSelection | None = None,
         reference: Reference | str | Path | None = None,
         reference_device: str | torch.device = "cpu",
         alert_rules: AlertRules | None = None,
@@ -106,17 +112,10 @@ class FilterWatch(MonitorViews, Callback):
         history_file: str | None = "filterwatch_history.jsonl",
         strict: bool = False,
     ) -> None:
-        check_intervals(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs)
-        if not 0.0 < max_overhead < 1.0:
-            raise InputError(
-                f"`max_overhead` expected a share in (0, 1), got {max_overhead!r}; hint: 0.01 is 1 %"
-            )
-        if images_every < 1:
+        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=max_overhead)
+        if isinstance(images_every, bool) or not isinstance(images_every, int) or images_every < 1:
             raise InputError(f"`images_every` expected an integer >= 1, got {images_every!r}")
-        self.every_n_steps = every_n_steps
-        self.every_n_epochs = every_n_epochs
-        self.max_overhead = max_overhead
-        self.selection = LayerSelection(kernel_sizes, include, exclude, include_pointwise)
+        self.selection = check_selection(select)
         self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
                                alert_rules=alert_rules, reference_device=reference_device)
         self.images_every = images_every
@@ -125,10 +124,6 @@ class FilterWatch(MonitorViews, Callback):
         self.strict = strict
         self.disabled = False
         self.failure = ""
-        self.overhead_s = 0.0
-        self._next_step = 0
-        self._last_step: int | None = None
-        self._train_start = 0.0
         self._sinks: list[TensorBoardSink] = []
         self._warned_no_logger = False
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -138,28 +133,25 @@ class FilterWatch(MonitorViews, Callback):
     # -- identity and state -------------------------------------------------------------
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(
-            every_n_steps=self.every_n_steps, every_n_epochs=self.every_n_epochs,
-            include=list(self.selection.include), exclude=list(self.selection.exclude),
-            kernel_sizes=(None if self.selection.kernel_sizes is None
-                          else [str(k) for k in self.selection.kernel_sizes]),
-        )
+        return self._generate_state_key(**self.schedule.key(), **self.selection.as_dict())
+
+    @property
+    def overhead_s(self) -> float:
+        """Seconds the monitor has spent so far."""
+        return self.schedule.overhead_s
 
     def state_dict(self) -> dict[str, Any]:
-        return {"monitor": self.monitor.state_dict(), "next_step": self._next_step,
-                "last_step": self._last_step, "overhead_s": self.overhead_s}
+        return {"monitor": self.monitor.state_dict(), **self.schedule.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state_dict["monitor"])
-        self._next_step = int(state_dict.get("next_step", 0))
-        self._last_step = state_dict.get("last_step")
-        self.overhead_s = float(state_dict.get("overhead_s", 0.0))
-        self._resumed_at = self._last_step
+        self.schedule.load_state_dict(state_dict)
+        self._resumed_at = self.schedule.last_step
 
     # -- Lightning hooks ------------------------------------------------------------------
     @_guarded
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._train_start = time.perf_counter()
+        self.schedule.begin(trainer.global_step)
         self._sharded = has_sharded_parameters(pl_module)
         layers = current_layers(pl_module, self.selection)
         if not has_conv(layers):
@@ -182,30 +174,26 @@ class FilterWatch(MonitorViews, Callback):
             self._warned_no_logger = True
             rank_zero_warn("FilterWatch: the trainer has no logger; the history is kept in "
                            "memory (callback.history) and written at the end.")
-        if trainer.global_step != self._last_step:  # not when resuming right after a snapshot
+        if self.schedule.fresh(trainer.global_step):  # not when resuming right after a snapshot
             self._snapshot(trainer, pl_module, trainer.global_step)
 
     @_guarded
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.every_n_epochs is not None and self.every_n_steps is None:
-            return
-        if step >= self._next_step and step != self._last_step:
-            self._snapshot(trainer, pl_module, step)
+        if self.schedule.due(trainer.global_step):
+            self._snapshot(trainer, pl_module, trainer.global_step)
 
     @_guarded
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        n = self.every_n_epochs
-        if n is not None and (trainer.current_epoch + 1) % n == 0 and trainer.global_step != self._last_step:
+        if self.schedule.due_epoch(trainer.current_epoch, trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step)
 
     @_guarded
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step != self._last_step:
+        if self.schedule.fresh(trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step, final=True)
         if trainer.is_global_zero and self.history_file and self.history:
-            folder = Path(trainer.log_dir or trainer.default_root_dir)
+            folder = _log_dir(trainer)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 self.monitor.write_history(folder / self.history_file)
@@ -217,18 +205,9 @@ class FilterWatch(MonitorViews, Callback):
                            f"history in {folder / self.history_file}")
 
     # -- internals ------------------------------------------------------------------------
-    def _schedule(self, step: int, spent: float) -> None:
-        if self.every_n_steps is not None:
-            self._next_step = step + self.every_n_steps
-            return
-        elapsed = max(time.perf_counter() - self._train_start - self.overhead_s, 1e-9)
-        per_step = elapsed / max(step, 1)
-        self._next_step = step + max(1, math.ceil(spent / (self.max_overhead * per_step)))
-
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
                   final: bool = False) -> None:
         start = time.perf_counter()
-        self._last_step = step
         if trainer.is_global_zero or self._sharded:
             layers = current_layers(pl_module, self.selection)
             self._warn_on_surgery(layers)
@@ -250,11 +229,9 @@ class FilterWatch(MonitorViews, Callback):
                                    "scalars still go to the loggers.")
             for alert in new_alerts:
                 rank_zero_warn(f"FilterWatch alert at step {step}: {alert.message}")
-        spent = time.perf_counter() - start
-        self.overhead_s += spent
-        self._schedule(step, spent)
+        self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every rank must snapshot at the same steps: rank zero decides
-            self._next_step = int(trainer.strategy.broadcast(self._next_step, src=0))
+            self.schedule.next_step = int(trainer.strategy.broadcast(self.schedule.next_step, src=0))
 
     def _warn_on_surgery(self, layers: Sequence[Any]) -> None:
         """Warn (once per change) when layers appear, disappear or change shape mid-run."""

@@ -1,11 +1,14 @@
-"""Pure tensor maths of filterwatch: no state, no I/O; each function imports only torch.
+"""Pure tensor maths of filterwatch: no state, no I/O; imports only torch (and the errors).
 
-Every function takes a conv weight in ``(C_out, C_in/groups, k1, ..., kd)`` layout, in any
-float dtype and on any device, computes in float64 and never modifies or keeps its input.
+Every public function takes a conv weight in ``(C_out, C_in/groups, k1, ..., kd)`` layout, in
+any float dtype and on any device, computes in float64 and never modifies or keeps its input.
+The private ``_*_update`` / ``_*_compute`` pairs split each measure into sufficient statistics
+and their evaluation (as torchmetrics does); :mod:`filterwatch.functional.stats` combines
+them into the one-read-per-layer statistics that the engine and ``FilterMetrics`` share.
 """
 
 from .drift import DriftBasis, DriftResult, drift, drift_basis, drift_noise_floor, peak_scale
-from .entropy import VarianceEntropy, VEStats, random_entropy_threshold, variance_entropy
+from .entropy import VarianceEntropy, random_entropy_threshold, variance_entropy
 from .norms import dead_channels, filter_norms, nonfinite_count, relative_change
 from .orthogonality import orthogonality
 from .sparsity import SparsityResult, sparsity
@@ -14,7 +17,6 @@ __all__ = [
     "DriftBasis",
     "DriftResult",
     "SparsityResult",
-    "VEStats",
     "VarianceEntropy",
     "dead_channels",
     "drift",

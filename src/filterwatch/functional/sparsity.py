@@ -29,24 +29,28 @@ class SparsityResult(NamedTuple):
     threshold: float
 
 
-def _check_eps(eps: float, arg: str = "eps") -> None:
-    """The sparsity threshold must be a share of the layer's peak."""
-    if not 0.0 <= eps <= 1.0:
+def _check_eps(eps: object, arg: str = "eps") -> float:
+    """The sparsity threshold must be a share of the layer's peak; returns it as a float."""
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0.0 <= eps <= 1.0:
         raise InputError(f"`{arg}` expected a number in [0, 1], got {eps!r}; hint: the paper uses 0.01")
+    return float(eps)
 
 
-def _sparsity_update(filters: torch.Tensor, eps: float) -> tuple[torch.Tensor, float]:
-    """Sufficient statistics: the per-filter mask and the layer threshold ``t``."""
-    peak = float(filters.abs().max().item())
-    t = eps * peak
-    if t == 0.0:
-        t = 1.0  # an all-zero layer is fully sparse
-    mask = (filters.abs() < t).all(dim=1)
-    return mask, t
+def _sparsity_update(row_peak: torch.Tensor, eps: float,
+                     peak: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sparse mask from each filter's peak ``max|f|``: ``(mask, t)``.
+
+    ``t = eps · max|W|`` (``peak`` overrides the layer maximum, e.g. the all-reduced peak of
+    a sharded layer); ``t = 1`` when it is 0, so an all-zero layer is fully sparse. A filter
+    is sparse when its peak is below ``t`` (every value then is)."""
+    layer_peak = row_peak.max().to(torch.float64) if peak is None else peak.to(torch.float64)
+    t = eps * layer_peak
+    t = torch.where(t == 0, torch.ones_like(t), t)
+    return row_peak.to(torch.float64) < t, t
 
 
-def _sparsity_compute(mask: torch.Tensor) -> float:
-    return float(mask.sum().item()) / mask.numel()
+def _sparsity_compute(n_sparse: float, n: int) -> float:
+    return n_sparse / n
 
 
 def sparsity(weight: torch.Tensor, eps: float = 0.01) -> SparsityResult:
@@ -67,12 +71,12 @@ def sparsity(weight: torch.Tensor, eps: float = 0.01) -> SparsityResult:
         >>> r.value, r.indices.tolist()
         (0.125, [2])
     """
-    _check_eps(eps)
+    eps = _check_eps(eps)
     filters = _filter_matrix(_prepare(weight, "sparsity"))
-    mask, t = _sparsity_update(filters, eps)
+    mask, t = _sparsity_update(filters.abs().amax(dim=1), eps)
     return SparsityResult(
-        value=_sparsity_compute(mask),
+        value=_sparsity_compute(float(mask.sum()), mask.numel()),
         mask=mask,
         indices=mask.nonzero().flatten(),
-        threshold=t,
+        threshold=float(t),
     )

@@ -1,0 +1,157 @@
+"""The CLI's commands, one function each (the parser lives in :mod:`filterwatch.cli.parser`).
+
+Each command checks its options first, then loads files, then measures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Literal, TextIO
+
+from .._atomic import write_text_atomic
+from ..errors import InputError
+from ..functional.sparsity import _check_eps
+from ..gate import compare_to_baseline, evaluate, load_rules, render_verdict
+from ..layers import LayerSelection
+from ..measure import analyze
+from ..reference import Matching, Reference, parse_layer_map
+from ..report import Report, to_markdown, to_table
+
+__all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMATS", "check", "reference_build",
+           "reference_show", "scan"]
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
+RANDOM_INIT = "random-init"
+ReportFormat = Literal["table", "json", "markdown"]
+REPORT_FORMATS: tuple[ReportFormat, ...] = ("table", "json", "markdown")
+
+
+def _render(report: Report, fmt: ReportFormat) -> str:
+    if fmt == "json":
+        return report.to_json()
+    if fmt == "markdown":
+        return to_markdown(report)
+    return to_table(report)
+
+
+class _Progress:
+    """``[i/n] layer`` on a terminal's stderr, nothing when redirected."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        if not self.stream.isatty():
+            return
+        self.stream.write(f"\r[{done}/{total}] {name[:60]:<60}")
+        if done == total:
+            self.stream.write("\r" + " " * 70 + "\r")
+        self.stream.flush()
+
+
+def _emit(text: str, output: str | None, out: TextIO) -> None:
+    if output:
+        write_text_atomic(Path(output), text)
+    else:
+        out.write(text)
+
+
+def _load_reference(spec: str | None, path: str) -> Reference | None:
+    if spec is None:
+        return None
+    if spec == RANDOM_INIT:
+        return Reference.random_init(path)
+    return Reference.load(spec)
+
+
+def _selection(args: argparse.Namespace, include_pointwise: bool = False) -> LayerSelection:
+    return LayerSelection(args.kernel_sizes, args.include, args.exclude, include_pointwise)
+
+
+def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    start = time.perf_counter()
+    selection = _selection(args, args.include_pointwise)
+    _check_eps(args.sparsity_eps, "--sparsity-eps")
+    if (args.map or args.match_by_order or args.allow_unmatched) and args.reference is None:
+        raise InputError("`--map`/`--match-by-order`/`--allow-unmatched` expected --reference, got none")
+    matching = Matching(parse_layer_map(args.map), args.match_by_order, args.allow_unmatched)
+    report = analyze(
+        args.path,
+        select=selection,
+        reference=_load_reference(args.reference, args.path),
+        matching=matching,
+        sparsity_eps=args.sparsity_eps,
+        orthogonality=not args.no_orthogonality,
+        progress=None if args.quiet else _Progress(err),
+    )
+    _emit(_render(report, args.format), args.output, out)
+    if not args.quiet:
+        s = report.summary
+        err.write(
+            f"filterwatch: scanned {s['n_layers']} layers ({s['n_filters']} filters) of "
+            f"{args.path} in {time.perf_counter() - start:.2f} s"
+            + (f"; wrote {args.output}" if args.output else "") + "\n"
+        )
+    return EXIT_OK
+
+
+def reference_build(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    start = time.perf_counter()
+    ref = Reference.build(list(args.paths), group=args.group, snapshot=args.snapshot,
+                          select=_selection(args))
+    ref.save(args.output)
+    if not args.quiet:
+        n = sum(g.basis.n for g in ref.groups.values())
+        err.write(
+            f"filterwatch: built a {args.group} reference of {len(ref.groups)} groups "
+            f"({n} filters) from {len(args.paths)} file(s) in {time.perf_counter() - start:.2f} s; "
+            f"wrote {args.output}\n"
+        )
+    return EXIT_OK
+
+
+def reference_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    out.write(Reference.load(args.reference).describe())
+    return EXIT_OK
+
+
+def _load_baseline(path: str) -> Report:
+
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(
+            f"`--baseline` expected a readable JSON report, got {path!r} ({exc.strerror})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: expected a JSON report, got a parse error ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("report"), dict):
+        data = data["report"]  # the output of `filterwatch check --format json`
+    return Report.from_dict(data, where=path)
+
+
+def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    start = time.perf_counter()
+    if args.tolerance is not None and args.baseline is None:
+        raise InputError("`--tolerance` expected --baseline REPORT.json, got none")
+    if args.tolerance is not None and args.tolerance < 0:
+        raise InputError(f"`--tolerance` expected a number >= 0, got {args.tolerance}")
+    config = load_rules(args.config)
+    baseline = None if args.baseline is None else _load_baseline(args.baseline)
+    report = analyze(args.path, select=config.select, reference=_load_reference(args.reference, args.path),
+                     matching=Matching(allow_unmatched=True),
+                     progress=None if args.quiet else _Progress(err))
+    verdict = evaluate(report, config)
+    if baseline is not None:
+        compare_to_baseline(report, baseline, 0.05 if args.tolerance is None else args.tolerance, verdict)
+    _emit(render_verdict(verdict, report, config, args.format), args.output, out)
+    if not args.quiet:
+        word = "passed" if verdict.passed else f"FAILED with {len(verdict.violations)} violation(s)"
+        err.write(f"filterwatch: gate {word}: {len(verdict.checks)} checks on "
+                  f"{len(report.layers)} layers of {args.path} in {time.perf_counter() - start:.2f} s"
+                  + (f"; wrote {args.output}" if args.output else "") + "\n")
+    return EXIT_OK if verdict.passed else EXIT_GATE

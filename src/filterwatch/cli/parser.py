@@ -1,0 +1,148 @@
+"""The ``filterwatch`` command line.
+
+- ``filterwatch scan PATH [--reference REF|random-init] ...``: measure a checkpoint.
+- ``filterwatch check PATH [--config FILE] [--baseline REPORT.json] ...``: the CI gate.
+- ``filterwatch reference build PATH... -o REF [--group layer|depth|kernel]``.
+- ``filterwatch reference show REF``.
+
+Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error.
+Errors are one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TextIO
+
+from .._version import __version__
+from ..errors import FilterwatchError
+from ..gate import VERDICT_FORMATS
+from ..reference import GROUPINGS
+from . import commands
+from .commands import EXIT_USAGE, REPORT_FORMATS
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage, so every error is one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel-size", action="append", metavar="KxK", dest="kernel_sizes",
+                   help="only layers with this kernel size (repeatable), e.g. 3x3")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="only layers whose name matches (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip layers whose name matches (repeatable)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary line")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    scan = sub.add_parser("scan", help="measure a checkpoint's conv filters")
+    scan.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
+    scan.add_argument("--format", choices=REPORT_FORMATS, default="table")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
+    _selection(scan)
+    scan.add_argument("--include-pointwise", action="store_true", help="also measure 1x1 layers")
+    scan.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS")
+    scan.add_argument("--no-orthogonality", action="store_true", help="skip the costly measure")
+    scan.add_argument("--reference", metavar="REF",
+                      help=f"reference file for drift, or '{commands.RANDOM_INIT}'")
+    scan.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                      help="reference layer OLD is model layer NEW (repeatable)")
+    scan.add_argument("--match-by-order", action="store_true",
+                      help="pair unmatched layers by order when shapes agree")
+    scan.add_argument("--allow-unmatched", action="store_true",
+                      help="layers without a reference get no drift instead of an error")
+    _common(scan)
+    scan.set_defaults(func=commands.scan)
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    check = sub.add_parser("check", help="quality gate: exit 1 when a rule fails")
+    check.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
+    check.add_argument("--config", metavar="FILE",
+                       help="TOML with [tool.filterwatch.gate] (default: ./pyproject.toml)")
+    check.add_argument("--reference", metavar="REF",
+                       help=f"reference file for drift rules, or '{commands.RANDOM_INIT}'")
+    check.add_argument("--baseline", metavar="REPORT.json",
+                       help="fail measures worse than in this earlier report")
+    check.add_argument("--tolerance", type=float, metavar="X",
+                       help="allowed absolute worsening vs the baseline (default 0.05)")
+    check.add_argument("--format", choices=VERDICT_FORMATS, default="table")
+    check.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
+    _common(check)
+    check.set_defaults(func=commands.check)
+
+
+def _add_reference(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ref = sub.add_parser("reference", help="build or inspect drift references")
+    ref_sub = ref.add_subparsers(dest="ref_command", parser_class=_Parser, metavar="ACTION")
+    build = ref_sub.add_parser("build", help="build a reference from one or more checkpoints")
+    build.add_argument("paths", nargs="+", metavar="PATH")
+    build.add_argument("--output", "-o", required=True, metavar="REF")
+    build.add_argument("--group", choices=GROUPINGS, default="layer")
+    build.add_argument("--snapshot", action="store_true",
+                       help="also keep the raw weights (for relative change; one PATH)")
+    _selection(build)
+    _common(build)
+    build.set_defaults(func=commands.reference_build)
+    show = ref_sub.add_parser("show", help="describe a reference file")
+    show.add_argument("reference", metavar="REF")
+    _common(show)
+    show.set_defaults(func=commands.reference_show)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="filterwatch", description="Measure the health of conv filters.")
+    parser.add_argument("--version", action="version", version=f"filterwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    _add_scan(sub)
+    _add_check(sub)
+    _add_reference(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = _build_parser().parse_args(argv)
+        func: Command | None = getattr(args, "func", None)
+        if func is None:
+            what = ("an action: build, show" if args.command == "reference"
+                    else "a command: scan, check, reference")
+            raise _UsageError(f"expected {what} (see 'filterwatch --help')")
+        return func(args, out, err)
+    except _UsageError as exc:
+        err.write(f"filterwatch: error: {exc}\n")
+        return EXIT_USAGE
+    except (FilterwatchError, OSError) as exc:
+        if debug:
+            raise
+        err.write(f"filterwatch: error: {exc}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The sufficient statistics of one layer: one read of the kernel gives every measure.
+
+:func:`_layer_stats_update` reads a conv weight once (in its own precision; fp16/bf16 are
+upcast to float32) and returns :class:`LayerStats`: sums that add across layers' shards and
+processes (counts, ``Σf``, ``Σffᵀ``, for all filters and for the sparse ones, so clean VE
+needs no second pass), a max (the peak) and orthogonality's ``Σ|G - I|``.
+:func:`_layer_stats_compute` turns a batch of them into plain numbers, with one batched
+eigendecomposition per kernel size and one device-to-host transfer.
+
+The per-filter pass is pluggable (``row_pass``): the fused engine passes a Triton kernel on
+CUDA; the default is the torch implementation :func:`_row_stats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+
+from ._filters import _filter_matrix, _output_filter_matrix
+from .entropy import _variance_entropy_compute, _variance_entropy_update
+from .orthogonality import _orthogonality_update
+from .sparsity import _sparsity_update
+
+__all__ = ["LayerStats", "LayerValues", "RowStats"]
+
+
+class RowStats(NamedTuple):
+    """What one read of an ``(n, K)`` filter matrix gives."""
+
+    row_peak: torch.Tensor  # (n,) max|f| per filter (NaN where the filter holds NaN)
+    row_l2: torch.Tensor    # (n,) ||f||_2 per filter, float64
+    abs_sum: torch.Tensor   # () Σ|w|, float64
+    nonfinite: torch.Tensor  # () number of NaN/Inf values
+    s1: torch.Tensor        # (K,) Σf, float64
+    s2: torch.Tensor        # (K, K) Σffᵀ, float64
+
+
+class LayerStats(NamedTuple):
+    """Sufficient statistics of one layer (sums, except ``peak``: a max)."""
+
+    n: int
+    k: int
+    c_out: int
+    peak: torch.Tensor       # () max|w|
+    nonfinite: torch.Tensor  # () NaN/Inf count
+    n_sparse: torch.Tensor   # ()
+    s1: torch.Tensor         # (K,) Σf
+    s2: torch.Tensor         # (K, K) Σffᵀ
+    s1_sparse: torch.Tensor  # (K,) the same over the sparse filters only
+    s2_sparse: torch.Tensor
+    abs_sum: torch.Tensor    # () Σ|w|
+    sumsq: torch.Tensor      # () Σw²
+    row_l2_sum: torch.Tensor  # () Σ ||f||_2 over filters
+    dead: torch.Tensor       # (C_out,) bool, all-zero output filters
+    ortho_abs: torch.Tensor | None  # () Σ|G - I|, None when not computed
+
+
+class LayerValues(NamedTuple):
+    """One layer's numbers, on the host (NaN where the statistics leave them undefined)."""
+
+    peak: float
+    nonfinite: int
+    n_sparse: int
+    variance_entropy: float
+    variance_entropy_clean: float
+    weight_norm: float
+    filter_l1_mean: float
+    filter_l2_mean: float
+    ortho_abs: float
+    dead_indices: list[int]
+
+
+def _row_stats(f: torch.Tensor) -> RowStats:
+    """The torch implementation of the per-filter pass."""
+    a = f.abs()
+    sums = _variance_entropy_update(f)
+    return RowStats(
+        row_peak=a.amax(dim=1),
+        row_l2=torch.linalg.vector_norm(f, dim=1).to(torch.float64),
+        abs_sum=a.sum(dtype=torch.float64),
+        nonfinite=(~torch.isfinite(f)).sum(),
+        s1=sums.s1, s2=sums.s2,
+    )
+
+
+def _working_precision(weight: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64; everything else is read as float32 (a view for float32)."""
+    w = weight.detach()
+    return w if w.dtype == torch.float64 else w.to(torch.float32)
+
+
+def _layer_stats_update(
+    weight: torch.Tensor,
+    eps: float,
+    *,
+    orthogonality: bool = True,
+    peak: torch.Tensor | None = None,
+    row_pass: Callable[[torch.Tensor], RowStats] = _row_stats,
+) -> LayerStats:
+    """Statistics of one weight in ``(C_out, C_in/groups, *kernel)`` layout.
+
+    ``peak`` overrides the local max (sharded weights pass the all-reduced global peak, so
+    the sparse threshold is the global one)."""
+    w = _working_precision(weight)
+    f = _filter_matrix(w)
+    rows = row_pass(f)
+    local_peak = rows.row_peak.max().to(torch.float64)
+    # a max may skip NaN: make the peak NaN so that the layer is reported as non-finite
+    local_peak = torch.where(rows.nonfinite > 0, torch.full_like(local_peak, math.nan), local_peak)
+    peak = local_peak if peak is None else peak.to(local_peak)
+    sparse, _ = _sparsity_update(rows.row_peak, eps, peak)
+    sparse_sums = _variance_entropy_update(f[sparse])
+    return LayerStats(
+        n=int(f.shape[0]), k=int(f.shape[1]), c_out=int(w.shape[0]), peak=peak,
+        nonfinite=rows.nonfinite.to(torch.float64), n_sparse=sparse.sum(),
+        s1=rows.s1, s2=rows.s2, s1_sparse=sparse_sums.s1, s2_sparse=sparse_sums.s2,
+        abs_sum=rows.abs_sum, sumsq=rows.row_l2.square().sum(), row_l2_sum=rows.row_l2.sum(),
+        dead=(rows.row_peak.reshape(w.shape[0], -1) == 0).all(dim=1),
+        ortho_abs=_orthogonality_update(_output_filter_matrix(w)) if orthogonality else None,
+    )
+
+
+def _entropies(stats: Sequence[LayerStats]) -> tuple[list[float], list[float]]:
+    """VE and clean VE of every layer: one batched eigendecomposition per kernel size."""
+    by_k: dict[int, list[int]] = {}
+    for i, s in enumerate(stats):
+        by_k.setdefault(s.k, []).append(i)
+    ve = [math.nan] * len(stats)
+    ve_clean = [math.nan] * len(stats)
+    for idx in by_k.values():
+        group = [stats[i] for i in idx]
+        n = torch.tensor([s.n for s in group], device=group[0].s1.device)
+        n_clean = n - torch.stack([s.n_sparse for s in group]).to(n)
+        s1 = torch.stack([s.s1 for s in group])
+        s2 = torch.stack([s.s2 for s in group])
+        s1c = s1 - torch.stack([s.s1_sparse for s in group])
+        s2c = s2 - torch.stack([s.s2_sparse for s in group])
+        # layers with NaN/Inf are reported as undefined; keep eigh well defined meanwhile
+        s1, s2, s1c, s2c = (torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+                            for x in (s1, s2, s1c, s2c))
+        both = torch.cat([_variance_entropy_compute(n, s1, s2),
+                          _variance_entropy_compute(n_clean, s1c, s2c)]).tolist()
+        for j, i in enumerate(idx):
+            ve[i], ve_clean[i] = both[j], both[len(idx) + j]
+    return ve, ve_clean
+
+
+def _layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
+    """Every layer's numbers from its statistics, with a single transfer to the host."""
+    if not stats:
+        return []
+    ve, ve_clean = _entropies(stats)
+    scalars = torch.stack([torch.stack([
+        s.peak, s.nonfinite, s.n_sparse.to(s.peak), s.abs_sum, s.row_l2_sum, s.sumsq,
+        s.ortho_abs if s.ortho_abs is not None else torch.full_like(s.peak, math.nan),
+        s.dead.sum().to(s.peak),
+    ]) for s in stats]).tolist()
+    out = []
+    for s, row, v, vc in zip(stats, scalars, ve, ve_clean, strict=True):
+        peak, nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead = row
+        out.append(LayerValues(
+            peak=peak, nonfinite=int(nonfinite), n_sparse=int(n_sparse), variance_entropy=v,
+            variance_entropy_clean=vc, weight_norm=math.sqrt(sumsq), filter_l1_mean=abs_sum / s.n,
+            filter_l2_mean=l2_sum / s.n, ortho_abs=ortho,
+            dead_indices=s.dead.nonzero().flatten().tolist() if dead else [],
+        ))
+    return out

@@ -1,0 +1,121 @@
+"""The gate: a Report and rules in, a verdict with reasons out (pure functions, no I/O).
+
+Which measures are gated, in which rule group, in which direction and with which hint all
+come from the registry (:data:`filterwatch.report.MEASURES`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..report import LayerReport, Report
+from ..report.registry import Measure, select
+from .rules import GateConfig, GateRules
+
+__all__ = ["GATED", "Verdict", "Violation", "evaluate"]
+
+GATED: tuple[Measure, ...] = tuple(m for m in select() if m.gate is not None)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One failed rule: which layer, which measure, its value, the limit and a hint."""
+
+    layer: str
+    measure: str
+    value: float
+    limit: float
+    rule: str
+    group: str
+    hint: str
+
+    @property
+    def message(self) -> str:
+        return (f"{self.layer}: {self.measure} = {self.value:.4g} violates {self.rule} "
+                f"{self.limit:.4g}; hint: {self.hint}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "message": self.message}
+
+
+@dataclass
+class Verdict:
+    """The outcome: ``passed``, every violation, and which (layer, group) pairs were checked
+    (``"pass"``, ``"fail"`` or ``"skip: reason"``)."""
+
+    violations: list[Violation] = field(default_factory=list)
+    checks: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    def add(self, layer: str, group: str, violation: Violation | None, skip: str = "") -> None:
+        """Record one check: a failure wins over a pass, a pass over a skip."""
+        key = (layer, group)
+        if violation is not None:
+            self.violations.append(violation)
+            self.checks[key] = "fail"
+        elif self.checks.get(key) != "fail":
+            if not skip:
+                self.checks[key] = "pass"
+            elif key not in self.checks:
+                self.checks[key] = f"skip: {skip}"
+
+
+def _value(layer: LayerReport, m: Measure) -> float | None:
+    if m.gate == "share":
+        count = layer.value(m.key)
+        return None if count is None or not layer.shape else count / layer.shape[0]
+    return layer.value(m.key)
+
+
+def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -> None:
+    limit = getattr(rules, m.gate_rule)
+    rule = m.gate_rule.replace("_", "-")
+    if m.gate == "flag":
+        n = layer.nonfinite or 0
+        bad = n > 0 and not limit
+        verdict.add(layer.name, m.gate_group,
+                    Violation(layer.name, m.key, float(n), 0.0, rule, m.gate_group, m.hint) if bad else None)
+        return
+    if limit is None:
+        verdict.add(layer.name, m.gate_group, None, skip=f"{rule} is off")
+        return
+    if m.needs_reference and layer.n_filters < rules.drift_min_filters:
+        verdict.add(layer.name, m.gate_group, None,
+                    skip=f"{layer.n_filters} filters < drift-min-filters {rules.drift_min_filters}")
+        return
+    value = _value(layer, m)
+    if value is None:
+        missing = "no reference given" if m.needs_reference else f"{m.key} not measured"
+        verdict.add(layer.name, m.gate_group, None, skip=layer.undefined.get(m.key, missing))
+        return
+    bad = value > limit if m.worse == "high" else value < limit
+    verdict.add(layer.name, m.gate_group,
+                Violation(layer.name, m.key, value, limit, rule, m.gate_group, m.hint) if bad else None)
+
+
+def evaluate(report: Report, config: GateConfig | None = None) -> Verdict:
+    """Check every selected layer of ``report`` against the rules.
+
+    Example:
+        >>> import torch, filterwatch
+        >>> from filterwatch.gate import rules_from_mapping
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))
+        >>> with torch.no_grad():
+        ...     net[0].weight[:6] = 0
+        >>> verdict = evaluate(filterwatch.analyze(net), rules_from_mapping({"max-sparsity": 0.5}))
+        >>> verdict.passed, verdict.violations[0].rule
+        (False, 'max-sparsity')
+    """
+    config = config or GateConfig()
+    selection = config.select
+    verdict = Verdict()
+    for layer in report.layers:
+        if not selection.accepts(layer.name, layer.kernel_size):
+            continue
+        rules = config.for_layer(layer.name)
+        for m in GATED:
+            _check(layer, rules, m, verdict)
+    return verdict

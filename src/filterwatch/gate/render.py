@@ -1,0 +1,85 @@
+"""Render a gate verdict: table, JSON, Markdown (CI job summaries) and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any, Literal
+
+from ..report import Report, to_markdown, to_table
+from .evaluate import Verdict
+from .rules import GateConfig
+
+__all__ = ["VERDICT_FORMATS", "VerdictFormat", "render_verdict", "verdict_dict"]
+
+VerdictFormat = Literal["table", "json", "markdown", "junit"]
+VERDICT_FORMATS: tuple[VerdictFormat, ...] = ("table", "json", "markdown", "junit")
+
+
+def _headline(verdict: Verdict) -> str:
+    n_layers = len({layer for layer, _ in verdict.checks})
+    if verdict.passed:
+        return f"PASSED: {len(verdict.checks)} checks on {n_layers} layers, no violation"
+    return (f"FAILED: {len(verdict.violations)} violation(s) in "
+            f"{len({v.layer for v in verdict.violations})} of {n_layers} layers")
+
+
+def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[str, Any]:
+    return {
+        "passed": verdict.passed,
+        "summary": _headline(verdict),
+        "config": config.source,
+        "violations": [v.to_dict() for v in verdict.violations],
+        "checks": [{"layer": layer, "group": group, "status": status}
+                   for (layer, group), status in verdict.checks.items()],
+        "report": report.to_dict(),
+    }
+
+
+def _table(verdict: Verdict, report: Report, config: GateConfig) -> str:
+    lines = [to_table(report).rstrip("\n"), "", f"gate rules: {config.source}"]
+    lines += [f"  FAIL {v.message}" for v in verdict.violations]
+    lines.append(_headline(verdict))
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(verdict: Verdict, report: Report, config: GateConfig) -> str:
+    icon = ":white_check_mark:" if verdict.passed else ":x:"
+    lines = [f"## filterwatch gate {icon} {_headline(verdict)}", "", f"Rules: `{config.source}`", ""]
+    if verdict.violations:
+        lines += ["| layer | measure | value | limit | rule | hint |", "|---|---|---:|---:|---|---|"]
+        lines += [f"| `{v.layer}` | {v.measure} | {v.value:.4g} | {v.limit:.4g} | {v.rule} | {v.hint} |"
+                  for v in verdict.violations]
+        lines.append("")
+    return "\n".join(lines) + "\n" + to_markdown(report)
+
+
+def _junit(verdict: Verdict, report: Report, config: GateConfig) -> str:
+    failures = sum(1 for s in verdict.checks.values() if s == "fail")
+    skipped = sum(1 for s in verdict.checks.values() if s.startswith("skip"))
+    suite = ET.Element("testsuite", name="filterwatch", tests=str(len(verdict.checks)),
+                       failures=str(failures), errors="0", skipped=str(skipped))
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for v in verdict.violations:
+        by_key.setdefault((v.layer, v.group), []).append(v.message)
+    for (layer, group), status in verdict.checks.items():
+        case = ET.SubElement(suite, "testcase", classname=f"filterwatch.{layer}", name=group)
+        if status == "fail":
+            messages = by_key[(layer, group)]
+            node = ET.SubElement(case, "failure", message=messages[0], type="filterwatch.gate")
+            node.text = "\n".join(messages)
+        elif status.startswith("skip"):
+            ET.SubElement(case, "skipped", message=status[len("skip: "):])
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def render_verdict(verdict: Verdict, report: Report, config: GateConfig, fmt: VerdictFormat) -> str:
+    """``fmt`` is one of table, json, markdown, junit."""
+    if fmt == "json":
+        return json.dumps(verdict_dict(verdict, report, config), indent=2, allow_nan=False) + "\n"
+    if fmt == "markdown":
+        return _markdown(verdict, report, config)
+    if fmt == "junit":
+        return _junit(verdict, report, config)
+    return _table(verdict, report, config)

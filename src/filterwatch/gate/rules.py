@@ -1,0 +1,198 @@
+"""Gate rules: thresholds from ``[tool.filterwatch.gate]`` in pyproject.toml or a TOML file.
+
+Defaults flag what is clearly broken, not what is merely degenerate by the paper's
+definitions (good production models have layers with 30-45 % sparse filters, depthwise layers
+with VE < 0.25 and orthogonality < 0.2). Stricter limits are a project's opt-in, globally or
+per layer with ``[[tool.filterwatch.gate.layer]]`` tables that have a ``pattern`` glob.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..layers import LayerSelection
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["GateConfig", "GateRules", "LayerOverride", "load_rules", "rules_from_mapping"]
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """Limits one layer must satisfy. ``None`` switches a rule off.
+
+    Attributes:
+        max_sparsity: most share of sparse filters (default 0.9: nearly all filters ~0).
+        min_variance_entropy: least VE (default 0.05: collapsed to one pattern).
+        max_variance_entropy_norm: most normalised VE (random-like); off by default.
+        min_orthogonality: least orthogonality; off by default (depthwise layers are low).
+        max_dead_channels: most share of all-zero output channels (default 0.99: all dead).
+        max_drift: most drift from the reference (default 2.0, beyond the paper's outliers
+            of about 1.35); applied only to layers with at least ``drift_min_filters``.
+        drift_min_filters: smaller layers are too noisy for a drift limit (see README).
+        allow_nonfinite: NaN/Inf weights pass (default false).
+    """
+
+    max_sparsity: float | None = 0.9
+    min_variance_entropy: float | None = 0.05
+    max_variance_entropy_norm: float | None = None
+    min_orthogonality: float | None = None
+    max_dead_channels: float | None = 0.99
+    max_drift: float | None = 2.0
+    drift_min_filters: int = 1024
+    allow_nonfinite: bool = False
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """Rules for the layers whose name matches ``pattern`` (later overrides win)."""
+
+    pattern: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """All of ``[tool.filterwatch.gate]``: default rules, which layers, per-layer overrides."""
+
+    rules: GateRules = field(default_factory=GateRules)
+    kernel_sizes: tuple[str, ...] | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    overrides: tuple[LayerOverride, ...] = ()
+    source: str = "defaults"
+
+    @property
+    def select(self) -> LayerSelection:
+        """The layers the gate checks (and ``check`` measures)."""
+        return LayerSelection(self.kernel_sizes, self.include, self.exclude)
+
+    def for_layer(self, name: str) -> GateRules:
+        rules = self.rules
+        for o in self.overrides:
+            if fnmatch.fnmatchcase(name, o.pattern):
+                rules = replace(rules, **o.values)
+        return rules
+
+
+_RULE_KEYS = {f.name.replace("_", "-"): f for f in fields(GateRules)}
+_SELECT_KEYS = ("kernel-sizes", "include", "exclude", "layer")
+
+
+def _allowed(f: Any) -> str:
+    if f.name == "allow_nonfinite":
+        return "true or false"
+    if f.name == "drift_min_filters":
+        return "an integer >= 0"
+    if "sparsity" in f.name or "dead" in f.name or "orthogonality" in f.name:
+        return "a number in [0, 1], or false to switch the rule off"
+    return "a number >= 0, or false to switch the rule off"
+
+
+def _rule_value(key: str, value: Any, where: str) -> Any:
+    f = _RULE_KEYS[key]
+    bad = InputError(f"{where}: `{key}` expected {_allowed(f)}, got {value!r}")
+    if f.name == "allow_nonfinite":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if f.name == "drift_min_filters":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad
+        return value
+    if value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise bad
+    if value < 0 or ("[0, 1]" in _allowed(f) and value > 1):
+        raise bad
+    return float(value)
+
+
+def _rules(table: Mapping[str, Any], where: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in extra:
+            continue
+        if key not in _RULE_KEYS:
+            allowed = ", ".join([*_RULE_KEYS, *extra])
+            raise InputError(f"{where}: unknown key `{key}`; allowed keys: {allowed}")
+        out[_RULE_KEYS[key].name] = _rule_value(key, value, where)
+    return out
+
+
+def _globs(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: `{key}` expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def rules_from_mapping(table: Mapping[str, Any], source: str = "config") -> GateConfig:
+    """Validate a ``[tool.filterwatch.gate]`` table (keys in kebab-case).
+
+    Example:
+        >>> cfg = rules_from_mapping({"max-sparsity": 0.5, "layer": [
+        ...     {"pattern": "head.*", "max-sparsity": False}]})
+        >>> cfg.for_layer("body.0").max_sparsity, cfg.for_layer("head.1").max_sparsity
+        (0.5, None)
+    """
+    where = f"{source} [tool.filterwatch.gate]"
+    if not isinstance(table, Mapping):
+        raise InputError(f"{where}: expected a table, got {type(table).__name__}")
+    base = _rules(table, where, _SELECT_KEYS)
+    kernel_sizes = None
+    if "kernel-sizes" in table:
+        kernel_sizes = _globs(table["kernel-sizes"], "kernel-sizes", where)
+        LayerSelection(kernel_sizes)  # fails early on a bad size
+    overrides = []
+    layer_tables = table.get("layer", [])
+    if not isinstance(layer_tables, list):
+        raise InputError(
+            f"{where}: `layer` expected an array of tables ([[...gate.layer]]), got {layer_tables!r}"
+        )
+    for i, lt in enumerate(layer_tables):
+        lwhere = f"{source} [[tool.filterwatch.gate.layer]] #{i + 1}"
+        if not isinstance(lt, Mapping) or not isinstance(lt.get("pattern"), str):
+            raise InputError(f"{lwhere}: `pattern` expected a glob string, got {lt!r}")
+        overrides.append(LayerOverride(lt["pattern"], _rules(lt, lwhere, ("pattern",))))
+    return GateConfig(
+        rules=GateRules(**base), kernel_sizes=kernel_sizes,
+        include=_globs(table.get("include", []), "include", where),
+        exclude=_globs(table.get("exclude", []), "exclude", where),
+        overrides=tuple(overrides), source=source,
+    )
+
+
+def load_rules(config: str | Path | None = None, search_from: Path | None = None) -> GateConfig:
+    """Rules from ``config`` (a pyproject.toml or a TOML file whose top level is the gate
+    table or has ``[tool.filterwatch.gate]``), else from ``pyproject.toml`` in
+    ``search_from`` (default: the current folder), else the defaults."""
+    if config is None:
+        candidate = (search_from or Path.cwd()) / "pyproject.toml"
+        if not candidate.is_file():
+            return GateConfig()
+        path, required = candidate, False
+    else:
+        path, required = Path(config), True
+        if not path.is_file():
+            raise InputError(f"`--config` expected an existing TOML file, got {str(path)!r}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: expected valid TOML, got a parse error ({exc})") from None
+    table = data.get("tool", {}).get("filterwatch", {}).get("gate")
+    if table is None:
+        if not required or path.name == "pyproject.toml":
+            return GateConfig(source=f"{path} (no [tool.filterwatch.gate]: defaults)")
+        table = data
+    return rules_from_mapping(table, str(path))

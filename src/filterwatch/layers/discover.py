@@ -1,0 +1,252 @@
+"""Find convolution layers in a Module or a bare state_dict and give their kernels.
+
+Every layer is described by a :class:`ConvLayer` whose :meth:`ConvLayer.kernel` returns the
+weight in the canonical ``(C_out, C_in/groups, *kernel)`` layout, also for transposed convs
+(PyTorch stores those as ``(C_in, C_out/groups, *kernel)``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedParameter
+
+from ..errors import InputError, NoConvLayersError
+from . import sharded
+from .selection import LayerSelection, check_selection, format_kernel_size
+
+__all__ = ["ConvLayer", "discover_layers", "layer_from_module", "select_layers", "strip_wrapper_prefix"]
+
+_INNER_WRAPPERS = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
+_LEADING_WRAPPERS = ("module",)  # DDP's: a user's own submodule may be called "module" deeper in
+
+
+def strip_wrapper_prefix(name: str) -> str:
+    """Remove the names added by wrappers: DDP's ``module.`` in front; ``torch.compile``'s
+    ``_orig_mod``, FSDP1's ``_fsdp_wrapped_module`` and activation checkpointing's
+    ``_checkpoint_wrapped_module`` anywhere.
+
+    Example:
+        >>> strip_wrapper_prefix("module._orig_mod.layer1.0.conv1")
+        'layer1.0.conv1'
+        >>> strip_wrapper_prefix("_fsdp_wrapped_module.body._fsdp_wrapped_module")
+        'body'
+    """
+    parts = [p for p in name.split(".") if p not in _INNER_WRAPPERS]
+    while parts and parts[0] in _LEADING_WRAPPERS:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One convolution layer found in a model or state_dict.
+
+    Attributes:
+        name: module path without wrapper prefixes (``layer1.0.conv1``).
+        shape: canonical weight shape ``(C_out, C_in/groups, *kernel)``.
+        kernel_size: spatial size, e.g. ``(3, 3)``.
+        groups: conv groups, ``None`` when unknown (a bare state_dict).
+        kind: module class name, or ``"tensor"`` for a state_dict entry.
+        transposed: whether the source weight was stored transposed (ConvTranspose).
+        depth: index among all conv layers of the model, in order of appearance.
+        depth_norm: ``depth / (number of conv layers - 1)``, in ``[0, 1]``.
+        unavailable: why the kernel cannot be read (lazy, meta); empty when it can.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    groups: int | None
+    kind: str
+    transposed: bool
+    depth: int
+    depth_norm: float
+    unavailable: str = ""
+    _tensor: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _fetch: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_filters(self) -> int:
+        """Number of kernel slices: ``C_out * C_in/groups``."""
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def kernel_numel(self) -> int:
+        """``K``, the number of values in one kernel slice."""
+        k = 1
+        for s in self.kernel_size:
+            k *= s
+        return k
+
+    @property
+    def is_pointwise(self) -> bool:
+        """True for 1x1 (or 1, 1x1x1) kernels, which have no spatial structure to measure."""
+        return self.kernel_numel == 1
+
+    def kernel(self) -> torch.Tensor:
+        """The detached weight in ``(C_out, C_in/groups, *kernel)`` layout (a view, no copy
+        for ordinary convs; the whole tensor, all-gathered, for a sharded DTensor weight:
+        every rank must then read the kernels in the same order)."""
+        if self.unavailable or self._tensor is None:
+            raise InputError(f"layer `{self.name}`: kernel not available ({self.unavailable})")
+        if self._fetch is not None:  # FSDP1: this layer's unit is summoned just for the copy
+            w = self._fetch()
+        else:
+            w = sharded.full_tensor(self._tensor.detach())  # a DTensor shard is all-gathered
+        if self.transposed:
+            g = self.groups or 1
+            c_in, c_out_g = w.shape[0], w.shape[1]
+            w = w.reshape(g, c_in // g, c_out_g, *w.shape[2:]).transpose(1, 2)
+            w = w.reshape(g * c_out_g, c_in // g, *w.shape[3:])
+        return w
+
+
+def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]:
+    units = sharded.fsdp1_units(model)  # conv module -> the FSDP1 unit that holds its flat shard
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.modules.conv._ConvNd):
+            continue
+        weight = module.weight
+        info: dict[str, object] = {
+            "groups": module.groups,
+            "kind": type(module).__name__,
+            "transposed": bool(module.transposed),
+            "kernel_size": tuple(module.kernel_size),
+        }
+        if isinstance(weight, UninitializedParameter):
+            info["unavailable"] = "lazy module not materialised yet; run one forward pass first"
+            out_c, in_c = module.out_channels, 0
+            info["shape"] = (out_c, in_c, *module.kernel_size)
+        else:
+            info["tensor"] = weight
+            if weight.is_meta:
+                info["unavailable"] = "weight is on the meta device; load real weights first"
+            unit = units.get(module)
+            if unit is not None:  # FSDP1: the shape comes from the module, the kernel on demand
+                g = module.groups
+                info["shape"] = (module.out_channels, module.in_channels // g, *module.kernel_size)
+                info["fetch"] = functools.partial(sharded.summoned_weight, unit, module)
+        yield strip_wrapper_prefix(name), info
+
+
+def layer_from_module(
+    name: str, module: nn.Module, weight: torch.Tensor, depth: int = 0, total: int = 1
+) -> ConvLayer:
+    """A :class:`ConvLayer` for ``module`` with an explicit ``weight`` (e.g. the effective kernel
+    seen by a forward hook, with parametrizations applied)."""
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        raise InputError(f"`module` expected a conv module, got {type(module).__name__} ({name})")
+    info: dict[str, object] = {
+        "groups": module.groups, "kind": type(module).__name__,
+        "transposed": bool(module.transposed), "kernel_size": tuple(module.kernel_size),
+        "tensor": weight,
+    }
+    return _make_layer(strip_wrapper_prefix(name), info, depth, total)
+
+
+def _state_dict_entries(state: Mapping[str, object]) -> Iterable[tuple[str, dict[str, object]]]:
+    for key, value in state.items():
+        if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
+            continue
+        if not key.endswith("weight") or value.ndim < 3 or not value.is_floating_point():
+            continue
+        name = strip_wrapper_prefix(key[: -len("weight")].rstrip("."))
+        info: dict[str, object] = {
+            "groups": None,
+            "kind": "tensor",
+            "transposed": False,
+            "kernel_size": tuple(int(s) for s in value.shape[2:]),
+            "tensor": value,
+        }
+        if value.is_meta:
+            info["unavailable"] = "weight is on the meta device; load real weights first"
+        yield name, info
+
+
+def _make_layer(name: str, info: dict[str, object], depth: int, total: int) -> ConvLayer:
+    tensor = info.get("tensor")
+    kernel_size = info["kernel_size"]
+    assert isinstance(kernel_size, tuple)
+    if isinstance(tensor, torch.Tensor) and "shape" not in info:
+        shape = tuple(int(s) for s in tensor.shape)
+        if info["transposed"]:
+            g = info["groups"] or 1
+            assert isinstance(g, int)
+            shape = (shape[1] * g, shape[0] // g, *shape[2:])
+    else:
+        shape = info["shape"]  # type: ignore[assignment]
+    groups = info["groups"]
+    return ConvLayer(
+        name=name,
+        shape=shape,
+        kernel_size=kernel_size,
+        groups=groups if isinstance(groups, int) else None,
+        kind=str(info["kind"]),
+        transposed=bool(info["transposed"]),
+        depth=depth,
+        depth_norm=depth / (total - 1) if total > 1 else 0.0,
+        unavailable=str(info.get("unavailable", "")),
+        _tensor=tensor if isinstance(tensor, torch.Tensor) else None,
+        _fetch=info.get("fetch"),  # type: ignore[arg-type]
+    )
+
+
+def discover_layers(
+    source: nn.Module | Mapping[str, torch.Tensor], *, select: LayerSelection | None = None
+) -> list[ConvLayer]:
+    """List the selected conv layers of a module or state_dict, in order of appearance.
+
+    From a module: every ``Conv{1,2,3}d``, ``ConvTranspose{1,2,3}d`` and lazy variant (lazy
+    ones before their first forward are listed with ``unavailable`` set). From a state_dict:
+    every floating tensor of 3+ dims whose key ends in ``weight``. ``depth`` counts all conv
+    layers, selected or not, so it means the same whatever the selection.
+
+    Args:
+        source: an ``nn.Module`` (possibly wrapped by ``torch.compile`` or DDP) or a state_dict.
+        select: which layers (default: every layer except 1x1 ones).
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        >>> [(layer.name, layer.kernel_size) for layer in discover_layers(net)]
+        [('0', (3, 3))]
+        >>> [layer.name for layer in discover_layers(net, select=LayerSelection.everything())]
+        ['0', '2']
+    """
+    selection = check_selection(select)
+    if isinstance(source, nn.Module):
+        entries = list(_module_entries(source))
+    elif isinstance(source, Mapping):
+        entries = list(_state_dict_entries(source))
+    else:
+        raise InputError(
+            f"`source` expected an nn.Module or a state_dict (mapping of name to tensor), got "
+            f"{type(source).__name__}; hint: use filterwatch.load_state_dict(path) for files"
+        )
+    layers = [_make_layer(n, info, i, len(entries)) for i, (n, info) in enumerate(entries)]
+    return [layer for layer in layers if selection.accepts(layer.name, layer.kernel_size)]
+
+
+def select_layers(source: nn.Module | Mapping[str, torch.Tensor], select: LayerSelection,
+                  what: str) -> list[ConvLayer]:
+    """The selected layers of ``source``; raises NoConvLayersError when there are none."""
+    everything = discover_layers(source, select=LayerSelection.everything())
+    if not everything:
+        raise NoConvLayersError(
+            f"`source` expected a model with conv layers, got {what} with none; "
+            "hint: filterwatch measures Conv1d/2d/3d and ConvTranspose weights"
+        )
+    layers = [layer for layer in everything if select.accepts(layer.name, layer.kernel_size)]
+    if not layers:
+        found = sorted({format_kernel_size(layer.kernel_size) for layer in everything})
+        raise NoConvLayersError(
+            f"`select` (kernel sizes, include, exclude) expected to choose some of the "
+            f"{len(everything)} conv layers of {what}, got none (kernel sizes present: "
+            f"{', '.join(found)}); hint: 1x1 layers need include_pointwise=True or kernel size 1x1"
+        )
+    return layers

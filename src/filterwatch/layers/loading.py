@@ -1,0 +1,175 @@
+"""Safe loading of checkpoints: never unpickles arbitrary code.
+
+``.pt``/``.pth``/``.ckpt`` files go through ``torch.load(weights_only=True)``, which only
+rebuilds tensors and plain containers; a file that needs anything else (a class, a function,
+``os.system``) is refused with the name of what it asked for. ``.safetensors`` files go
+through safetensors. Every failure is an :class:`~filterwatch.errors.InputError` with a
+one-line message that names the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError, NoConvLayersError
+from .discover import discover_layers
+from .selection import LayerSelection
+
+__all__ = ["describe_source", "load_state_dict"]
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+_SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+
+
+def describe_source(source: object) -> str:
+    """How reports name a source: the path, the model's class, or ``"state_dict"``."""
+    if isinstance(source, str | Path):
+        return str(source)
+    if isinstance(source, torch.nn.Module):
+        return type(source).__name__
+    return "state_dict"
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix.lower() in _SAFETENSORS_SUFFIXES:
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and not zipfile.is_zipfile(path)
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: expected a valid safetensors file, got a truncated or corrupt one ({exc})"
+        ) from None
+
+
+def _explain_unpickling(path: Path, exc: BaseException) -> InputError:
+    text = str(exc)
+    found = re.search(r"unsupported GLOBAL (\S+)", text) or re.search(r"global '?([\w.]+)", text)
+    if found:
+        return InputError(
+            f"{path}: refused to load: it needs `{found.group(1)}` to unpickle, and filterwatch "
+            "only loads plain tensors (weights_only=True), never code; hint: re-save it with "
+            "torch.save(model.state_dict(), ...) or as .safetensors"
+        )
+    return InputError(
+        f"{path}: expected a PyTorch checkpoint, got something that is not one, or is corrupt "
+        f"({_first_line(text)})"
+    )
+
+
+def _first_line(text: str) -> str:
+    found = re.search(r"Unsupported operand \d+", text)
+    return f"unreadable pickle data: {found.group(0)}" if found else "unreadable pickle data"
+
+
+def _has_zip_magic(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def _load_torch(path: Path) -> object:
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols: noise here
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise
+    except pickle.UnpicklingError as exc:
+        raise _explain_unpickling(path, exc) from None
+    except (RuntimeError, OSError) as exc:
+        text = str(exc)
+        broken_zip = ("zip archive" in text or "PytorchStreamReader" in text
+                      or (isinstance(exc, OSError) and _has_zip_magic(path)
+                          and not zipfile.is_zipfile(path)))
+        if broken_zip:
+            raise InputError(
+                f"{path}: expected a complete checkpoint, got a truncated or corrupt zip archive"
+            ) from None
+        first = (text.splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{path}: could not read the checkpoint ({first})") from None
+    except Exception as exc:  # any other parse failure of untrusted bytes
+        # weights_only=True never runs code, so whatever failed was the file's format
+        kind = "an empty file" if path.stat().st_size == 0 else "a file that is not a checkpoint"
+        raise InputError(
+            f"{path}: expected a PyTorch checkpoint, got {kind} ({type(exc).__name__})"
+        ) from None
+
+
+def _flatten(obj: Mapping[object, object], prefix: str = "") -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            out[name] = value
+        elif isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+    return out
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping):
+        raise InputError(
+            f"{path}: expected a state_dict (a mapping of names to tensors), got a "
+            f"{type(obj).__name__}; hint: save model.state_dict(), not the model or a list"
+        )
+    for key in _WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            return _flatten(inner)
+    return _flatten(obj)
+
+
+def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str, torch.Tensor]:
+    """Load the tensors of a checkpoint without running any code from it.
+
+    Accepts ``.pt``/``.pth`` state_dicts, ``{"state_dict": ...}`` wrappers (Lightning
+    ``.ckpt`` included), and ``.safetensors``. Nested mappings are flattened with dots.
+
+    Args:
+        path: the file.
+        require_conv: raise :class:`~filterwatch.errors.NoConvLayersError` when no tensor looks
+            like a conv weight.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from torch import nn
+        >>> f = tempfile.NamedTemporaryFile(suffix=".pt", delete=False).name
+        >>> torch.save({"state_dict": nn.Conv2d(3, 8, 3).state_dict()}, f)
+        >>> sorted(load_state_dict(f))
+        ['bias', 'weight']
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"`path` expected an existing file, got {str(p)!r} (no such file)")
+    if p.is_dir():
+        raise InputError(
+            f"`path` expected a checkpoint file, got a directory {str(p)!r}; "
+            "hint: point at the .pt/.ckpt/.safetensors file inside it"
+        )
+    try:
+        obj: object = _load_safetensors(p) if _is_safetensors(p) else _load_torch(p)
+    except PermissionError:
+        raise InputError(f"`path` expected a readable file, got {str(p)!r} (permission denied)") from None
+    state = _unwrap(obj, p)
+    if require_conv and not discover_layers(state, select=LayerSelection.everything()):
+        floats = sum(1 for v in state.values() if v.is_floating_point())
+        raise NoConvLayersError(
+            f"{p}: expected conv weights (tensors of 3+ dims named '*weight'), got none among "
+            f"{len(state)} tensors ({floats} floating); hint: is this a conv network checkpoint?"
+        )
+    return state

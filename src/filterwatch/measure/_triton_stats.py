@@ -1,0 +1,104 @@
+"""One-pass per-filter statistics as a Triton kernel (private; GPU fast path of the engine).
+
+One read of an ``(n, K)`` filter matrix gives, per filter, its peak ``max|f|`` and L2 norm,
+and per program (``BLOCK`` rows) partial sums of ``|f|``, of non-finite values, and of the
+shifted first and second moments ``Σ(f - c)`` and ``Σ(f - c)(f - c)ᵀ`` (an exact fp32
+``tl.dot``, no TF32). The partials are added in float64 by torch, in a fixed order, so the
+result is deterministic. Used automatically for CUDA tensors with ``K <= 64`` when Triton is
+installed; everywhere else the torch path runs. On a CPU the kernel runs under Triton's
+interpreter (``TRITON_INTERPRET=1``), which is how CI tests it. Triton itself is imported
+the first time a kernel is wanted, never by ``import filterwatch``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from typing import Any
+
+import torch
+
+from ..functional.stats import RowStats
+
+__all__: list[str] = []
+
+MAX_K = 64
+
+
+@functools.cache
+def have_triton() -> bool:
+    """Whether Triton is installed (looked up without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_usable(t: torch.Tensor) -> bool:
+    """Whether the kernel can run on ``t``: Triton present, CUDA (or the interpreter), K <= 64."""
+    if os.environ.get("FILTERWATCH_TRITON", "1") == "0" or not have_triton():
+        return False
+    on_device = t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    return on_device and t.shape[-1] <= MAX_K
+
+
+@functools.cache
+def _kernel() -> Any:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def row_stats_kernel(f_ptr, shift_ptr, peak_ptr, l2_ptr, part_ptr, s1_ptr, s2_ptr,  # type: ignore[no-untyped-def]
+                         n, stride, K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
+        pid = tl.program_id(0)
+        rows = pid * BLOCK + tl.arange(0, BLOCK)
+        cols = tl.arange(0, KP)
+        rmask = rows < n
+        cmask = cols < K
+        m = rmask[:, None] & cmask[None, :]
+        x = tl.load(f_ptr + rows[:, None] * stride + cols[None, :], mask=m, other=0.0).to(tl.float32)
+        a = tl.abs(x)
+        bad = tl.where(m & ((x != x) | (a == float("inf"))), 1.0, 0.0)
+        tl.store(peak_ptr + rows, tl.max(a, axis=1), mask=rmask)
+        tl.store(l2_ptr + rows, tl.sqrt(tl.sum(x * x, axis=1)), mask=rmask)
+        tl.store(part_ptr + pid * 2, tl.sum(tl.sum(a, axis=1), axis=0))
+        tl.store(part_ptr + pid * 2 + 1, tl.sum(tl.sum(bad, axis=1), axis=0))
+        shift = tl.load(shift_ptr + cols, mask=cmask, other=0.0)
+        c = tl.where(m, x - shift[None, :], 0.0)
+        tl.store(s1_ptr + pid * KP + cols, tl.sum(c, axis=0))
+        s2 = tl.dot(tl.trans(c), c, input_precision="ieee")
+        tl.store(s2_ptr + pid * KP * KP + cols[:, None] * KP + cols[None, :], s2)
+
+    return row_stats_kernel
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << (max(x, 1) - 1).bit_length()
+
+
+def triton_row_stats(f: torch.Tensor) -> RowStats:
+    """Per-filter peaks and L2 norms, ``|f|`` sum, non-finite count and raw float64 moments
+    ``s1 = Σf`` and ``s2 = Σffᵀ`` of an ``(n, K)`` filter matrix, in one read."""
+    n, k = f.shape
+    f = f.contiguous()
+    kp = max(16, _next_pow2(k))
+    block = max(16, min(128, 8192 // kp))
+    grid = -(-n // block)
+    dev = f.device
+    shift = f[: min(n, 4096)].float().mean(dim=0)  # a cheap centre: keeps fp32 sums accurate
+    shift_p = torch.zeros(kp, dtype=torch.float32, device=dev)
+    shift_p[:k] = shift
+    peak = torch.empty(n, dtype=torch.float32, device=dev)
+    l2 = torch.empty(n, dtype=torch.float32, device=dev)
+    part = torch.empty(grid, 2, dtype=torch.float32, device=dev)
+    s1p = torch.empty(grid, kp, dtype=torch.float32, device=dev)
+    s2p = torch.empty(grid, kp, kp, dtype=torch.float32, device=dev)
+    _kernel()[(grid,)](f, shift_p, peak, l2, part, s1p, s2p, n, f.stride(0), K=k, KP=kp, BLOCK=block)
+    s1c = s1p.to(torch.float64).sum(dim=0)[:k]
+    s2c = s2p.to(torch.float64).sum(dim=0)[:k, :k]
+    m = shift_p[:k].to(torch.float64)
+    return RowStats(
+        row_peak=peak, row_l2=l2.to(torch.float64),
+        abs_sum=part[:, 0].to(torch.float64).sum(),
+        nonfinite=part[:, 1].to(torch.float64).sum(),
+        s1=s1c + n * m,
+        s2=s2c + torch.outer(s1c, m) + torch.outer(m, s1c) + n * torch.outer(m, m),
+    )

@@ -1,0 +1,128 @@
+"""``analyze``: every measure for every selected conv layer, as a :class:`Report`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..errors import InputError
+from ..functional.sparsity import _check_eps
+from ..layers import (
+    ConvLayer,
+    LayerSelection,
+    check_selection,
+    describe_source,
+    load_state_dict,
+    select_layers,
+)
+from ..reference import Matching, Reference, check_matching, compare_to_reference
+from ..report import Report
+from .engine import Precision, check_precision, measure_layers
+
+__all__ = ["analyze", "analyze_layers"]
+
+Source = nn.Module | Mapping[str, torch.Tensor] | str | Path
+
+
+def analyze(
+    source: Source,
+    *,
+    select: LayerSelection | None = None,
+    reference: Reference | None = None,
+    matching: Matching | None = None,
+    sparsity_eps: float = 0.01,
+    orthogonality: bool = True,
+    precision: Precision = "float32",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Report:
+    """Measure the filters of every selected conv layer.
+
+    Every option is checked before anything is loaded.
+
+    Args:
+        source: an ``nn.Module``, a state_dict, or a checkpoint path (loaded safely).
+        select: which layers (default: all but 1x1), a :class:`filterwatch.LayerSelection`.
+        reference: adds ``drift``, ``drift_components``, ``drift_noise`` and (with a snapshot)
+            ``relative_change`` per layer; see :class:`filterwatch.Reference`.
+        matching: how layer names are matched to the reference's
+            (:class:`filterwatch.reference.Matching`; default: exact names, then without
+            a shared prefix).
+        sparsity_eps: relative threshold of :func:`filterwatch.functional.sparsity`.
+        orthogonality: compute orthogonality (the costly measure).
+        precision: ``"float32"`` (default: products in float32, sums in float64) or
+            ``"float64"`` (every product in float64, about twice as slow). They agree to
+            about 1e-6.
+        progress: called as ``progress(done, total, layer_name)`` after each layer.
+
+    Raises:
+        NoConvLayersError: the source holds no conv layer, or none matches the selection.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3))
+        >>> report = analyze(net)
+        >>> layer = report.layer("2")
+        >>> layer.sparsity, round(layer.variance_entropy_norm, 1)
+        (0.0, 1.0)
+    """
+    selection = check_selection(select)
+    options = _Options(sparsity_eps, orthogonality, precision, reference, matching)
+    name = describe_source(source)
+    state = load_state_dict(source) if isinstance(source, str | Path) else source
+    return options.run(select_layers(state, selection, name), source=name,
+                       settings=selection.as_dict(), progress=progress)
+
+
+class _Options:
+    """The measurement options, validated once."""
+
+    def __init__(self, sparsity_eps: float, orthogonality: bool, precision: object,
+                 reference: Reference | None, matching: Matching | None) -> None:
+        self.sparsity_eps = _check_eps(sparsity_eps, "sparsity_eps")
+        self.orthogonality = bool(orthogonality)
+        self.precision = check_precision(precision)
+        if reference is not None and not isinstance(reference, Reference):
+            raise InputError(f"`reference` expected a filterwatch.Reference or None, got "
+                            f"{type(reference).__name__}; hint: Reference.load(path)")
+        self.reference = reference
+        self.matching = check_matching(matching)
+
+    def run(self, layers: Sequence[ConvLayer], *, source: str, settings: Mapping[str, object],
+            progress: Callable[[int, int, str], None] | None, step: int | None = None) -> Report:
+        reports = measure_layers(layers, sparsity_eps=self.sparsity_eps,
+                                 orthogonality=self.orthogonality, precision=self.precision,
+                                 progress=progress)
+        if self.reference is not None:
+            compare_to_reference(layers, reports, self.reference, self.matching)
+        all_settings: dict[str, object] = {"sparsity_eps": self.sparsity_eps, **settings}
+        if self.precision != "float32":
+            all_settings["precision"] = self.precision
+        all_settings["reference"] = None if self.reference is None else ", ".join(self.reference.sources)
+        return Report(layers=reports, source=source, settings=all_settings, step=step,
+                      filterwatch_version=__version__,
+                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def analyze_layers(
+    layers: Sequence[ConvLayer],
+    *,
+    source: str = "",
+    settings: Mapping[str, object] | None = None,
+    reference: Reference | None = None,
+    matching: Matching | None = None,
+    sparsity_eps: float = 0.01,
+    orthogonality: bool = True,
+    precision: Precision = "float32",
+    progress: Callable[[int, int, str], None] | None = None,
+    step: int | None = None,
+) -> Report:
+    """:func:`analyze` on layers that were already discovered (used by the monitors)."""
+    options = _Options(sparsity_eps, orthogonality, precision, reference, matching)
+    return options.run(layers, source=source, settings=settings or {}, progress=progress, step=step)

@@ -1,0 +1,165 @@
+"""The fused engine: every measure for every layer from one read of each kernel.
+
+Per layer, :func:`filterwatch.functional.stats._layer_stats_update` reads the kernel once,
+on its own device and in its own precision (fp16/bf16 as float32; ``precision="float64"``
+upcasts first), and keeps only small sufficient statistics; then the spectra of all layers
+with the same ``K`` go through one batched eigendecomposition and the numbers reach the host
+in one transfer. On CUDA with Triton installed the per-filter pass is one Triton kernel
+(:mod:`filterwatch.measure._triton_stats`, imported only then).
+
+The same functions, fed different statistics, serve ``FilterMetrics`` and the functional API.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+
+from ..errors import InputError
+from ..functional.entropy import _normalize
+from ..functional.orthogonality import _orthogonality_compute
+from ..functional.sparsity import _sparsity_compute
+from ..functional.stats import (
+    LayerStats,
+    LayerValues,
+    RowStats,
+    _layer_stats_compute,
+    _layer_stats_update,
+    _row_stats,
+)
+from ..layers import ConvLayer
+from ..report import LayerReport
+
+__all__ = ["PRECISIONS", "Precision", "check_precision", "layer_stats", "measure_layers",
+           "reports_from_stats", "unavailable_report"]
+
+Precision = Literal["float32", "float64"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "float64")
+Progress = Callable[[int, int, str], None]
+
+_FILTER_MEASURES = ("sparsity", "variance_entropy", "variance_entropy_norm", "variance_entropy_clean",
+                    "variance_entropy_clean_norm", "orthogonality")
+_NORM_MEASURES = ("weight_norm", "filter_l1_mean", "filter_l2_mean")
+
+
+def check_precision(precision: object) -> Precision:
+    if precision not in PRECISIONS:
+        raise InputError(f"`precision` expected one of {', '.join(PRECISIONS)}, got {precision!r}; "
+                         "hint: float32 (default) agrees with float64 to about 1e-6")
+    return precision
+
+
+def _row_pass(f: torch.Tensor) -> Callable[[torch.Tensor], RowStats]:
+    """The Triton kernel where it can run (CUDA, or its interpreter), else torch."""
+    if f.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
+        from ._triton_stats import triton_row_stats, triton_usable
+
+        if triton_usable(f):
+            return triton_row_stats
+    return _row_stats
+
+
+def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
+                peak: torch.Tensor | None = None, precision: Precision = "float32") -> LayerStats:
+    """Sufficient statistics of one ``(C_out, C_in/groups, *kernel)`` weight (one read)."""
+    w = weight.detach()
+    if precision == "float64":
+        w = w.to(torch.float64)
+    row_pass = _row_stats if w.dtype == torch.float64 else _row_pass(_filter_view(w))
+    return _layer_stats_update(w, eps, orthogonality=orthogonality, peak=peak, row_pass=row_pass)
+
+
+def _filter_view(w: torch.Tensor) -> torch.Tensor:
+    return w.reshape(-1, math.prod(w.shape[2:]))
+
+
+def _base(layer: ConvLayer) -> LayerReport:
+    return LayerReport(name=layer.name, shape=list(layer.shape), kernel_size=list(layer.kernel_size),
+                       groups=layer.groups, kind=layer.kind, n_filters=layer.n_filters,
+                       depth=layer.depth, depth_norm=layer.depth_norm)
+
+
+def _undefined(r: LayerReport, measures: Sequence[str], reason: str) -> None:
+    for m in measures:
+        setattr(r, m, None)
+        r.undefined[m] = reason
+
+
+def unavailable_report(layer: ConvLayer) -> LayerReport:
+    """A report whose every measure is undefined because the kernel cannot be read."""
+    r = _base(layer)
+    _undefined(r, (*_FILTER_MEASURES, *_NORM_MEASURES, "dead_channels", "nonfinite"), layer.unavailable)
+    return r
+
+
+def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix: str) -> None:
+    if n < 2 or math.isnan(value):
+        _undefined(r, (key, f"{key}_norm"),
+                   f"{prefix}variance entropy is undefined for fewer than 2 filters (got {n})")
+        return
+    setattr(r, key, value)
+    norm, why = _normalize(value, n, k)
+    setattr(r, f"{key}_norm", norm)
+    if why:
+        r.undefined[f"{key}_norm"] = why
+
+
+def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
+    r = _base(layer)
+    r.nonfinite = v.nonfinite
+    r.dead_channels, r.dead_channel_indices = len(v.dead_indices), v.dead_indices
+    if v.nonfinite:
+        _undefined(r, (*_FILTER_MEASURES, *_NORM_MEASURES),
+                   f"the weight holds {v.nonfinite} non-finite value(s) (NaN/Inf)")
+        return r
+    r.sparsity, r.n_sparse = _sparsity_compute(v.n_sparse, s.n), v.n_sparse
+    r.weight_norm, r.filter_l1_mean, r.filter_l2_mean = v.weight_norm, v.filter_l1_mean, v.filter_l2_mean
+    _set_entropy(r, "variance_entropy", v.variance_entropy, s.n, s.k, "")
+    if v.n_sparse == 0:  # nothing sparse: clean VE is VE, reasons included
+        for src in ("variance_entropy", "variance_entropy_norm"):
+            dst = src.replace("variance_entropy", "variance_entropy_clean")
+            setattr(r, dst, getattr(r, src))
+            if src in r.undefined:
+                r.undefined[dst] = r.undefined[src]
+    else:
+        _set_entropy(r, "variance_entropy_clean", v.variance_entropy_clean, s.n - v.n_sparse, s.k,
+                     "after removing sparse filters: ")
+    if s.ortho_abs is None:
+        r.undefined["orthogonality"] = "not computed (orthogonality=False)"
+    elif s.c_out < 2:
+        r.undefined["orthogonality"] = (f"orthogonality is undefined for a layer with {s.c_out} output "
+                                        "filter (C_out = 1): there is no pair to compare")
+    else:
+        r.orthogonality = _orthogonality_compute(v.ortho_abs, s.c_out)
+    return r
+
+
+def reports_from_stats(layers: Sequence[ConvLayer], stats: Sequence[LayerStats]) -> list[LayerReport]:
+    """LayerReports from statistics (one batched eigendecomposition per kernel size)."""
+    values = _layer_stats_compute(stats)
+    return [_report(layer, s, v) for layer, s, v in zip(layers, stats, values, strict=True)]
+
+
+def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
+                   orthogonality: bool = True, precision: Precision = "float32",
+                   progress: Progress | None = None) -> list[LayerReport]:
+    """Every measure for every layer; kernels are read one layer at a time, and a layer whose
+    kernel cannot be read gets a report that says why."""
+    ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
+    stats = []
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            if not layer.unavailable:
+                stats.append(layer_stats(layer.kernel(), sparsity_eps, orthogonality=orthogonality,
+                                         precision=precision))
+            if progress is not None:
+                progress(i + 1, len(layers), layer.name)
+        measured = reports_from_stats([layers[i] for i in ready], stats)
+    out = [unavailable_report(layer) for layer in layers]
+    for i, report in zip(ready, measured, strict=True):
+        out[i] = report
+    return out

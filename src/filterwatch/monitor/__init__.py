@@ -1,0 +1,9 @@
+"""Training-time monitoring without any framework: the Monitor (one per run: reference,
+history, scalars), change alerts, and the one schedule shared by every integration."""
+
+from .alerts import Alert, AlertRules, AlertTracker
+from .monitor import SCALAR_MEASURES, Monitor, MonitorViews
+from .schedule import Schedule, check_interval
+
+__all__ = ["SCALAR_MEASURES", "Alert", "AlertRules", "AlertTracker", "Monitor", "MonitorViews",
+           "Schedule", "check_interval"]

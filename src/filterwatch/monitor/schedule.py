@@ -1,0 +1,124 @@
+"""The one schedule of FilterWatch, FilterGate and ``watch()``: when to take a snapshot.
+
+Every n steps (at multiples of n), every n epochs, or, with neither, adaptively: after each
+snapshot the next one is placed so that the monitor's time stays within ``max_overhead`` of
+the training time. Whatever the mode, at most one snapshot per step (an optimizer step under
+Lightning, a forward call under ``watch()``), however many batches that step accumulates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InputError
+
+__all__ = ["Schedule", "check_interval"]
+
+
+def check_interval(name: str, value: object) -> int | None:
+    """A schedule interval is a positive integer or None (booleans are refused)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError(f"`{name}` expected a positive integer or None, got {value!r}")
+    return value
+
+
+class Schedule:
+    """When the next snapshot is due.
+
+    Args:
+        every_n_steps: a snapshot at every multiple of n steps.
+        every_n_epochs: a snapshot at the end of every n-th epoch.
+        max_overhead: with neither interval, the share of training time the monitor may take
+            (adaptive mode); ``None`` refuses the adaptive mode.
+        names: the argument names used in error messages (``every_n_calls`` for ``watch``).
+
+    Example:
+        >>> s = Schedule(every_n_steps=2)
+        >>> [step for step in (0, 0, 1, 2, 2, 3, 4) if s.due(step) and s.record(step, 0.0) is None]
+        [0, 2, 4]
+    """
+
+    def __init__(self, every_n_steps: int | None = None, every_n_epochs: int | None = None, *,
+                 max_overhead: float | None = 0.01,
+                 names: tuple[str, str] = ("every_n_steps", "every_n_epochs"),
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.every_n_steps = check_interval(names[0], every_n_steps)
+        self.every_n_epochs = check_interval(names[1], every_n_epochs)
+        if max_overhead is not None and (isinstance(max_overhead, bool)
+                                         or not isinstance(max_overhead, int | float)
+                                         or not 0.0 < max_overhead < 1.0):
+            raise InputError(f"`max_overhead` expected a share in (0, 1), got {max_overhead!r}; "
+                             "hint: 0.01 is 1 %")
+        if self.every_n_steps is None and self.every_n_epochs is None and max_overhead is None:
+            raise InputError(f"`{names[0]}` expected a positive integer, got None; hint: give "
+                             f"{names[0]} or {names[1]}, or a max_overhead for an adaptive schedule")
+        self.max_overhead = max_overhead
+        self.next_step = 0
+        self.last_step: int | None = None
+        self.overhead_s = 0.0
+        self._clock = clock
+        self._origin: tuple[float, float, int] | None = None  # (time, overhead, step) at begin
+
+    @property
+    def adaptive(self) -> bool:
+        return self.every_n_steps is None and self.every_n_epochs is None
+
+    @property
+    def by_step(self) -> bool:
+        """Whether steps (not only epochs) trigger snapshots."""
+        return self.every_n_steps is not None or self.adaptive
+
+    def begin(self, step: int) -> None:
+        """Training (re)starts at ``step``: the adaptive mode measures time from here."""
+        self._origin = (self._clock(), self.overhead_s, step)
+
+    def due(self, step: int) -> bool:
+        """Whether a step-triggered snapshot is due at ``step``."""
+        return self.by_step and step >= self.next_step and step != self.last_step
+
+    def due_epoch(self, epoch: int, step: int) -> bool:
+        """Whether an epoch-triggered snapshot is due at the end of ``epoch`` (0-based)."""
+        n = self.every_n_epochs
+        return n is not None and (epoch + 1) % n == 0 and step != self.last_step
+
+    def fresh(self, step: int) -> bool:
+        """Whether nothing was taken at ``step`` yet (start and final snapshots)."""
+        return step != self.last_step
+
+    def record(self, step: int, spent_s: float) -> None:
+        """A snapshot was taken at ``step`` and cost ``spent_s`` seconds: place the next one."""
+        self.last_step = step
+        self.overhead_s += spent_s
+        self.next_step = self._next(step, spent_s)
+
+    def skip(self, step: int) -> None:
+        """Treat ``step`` as done without a snapshot (e.g. no check at step 0)."""
+        self.last_step = step
+        self.next_step = self._next(step, 0.0)
+
+    def _next(self, step: int, spent_s: float) -> int:
+        if self.every_n_steps is not None:
+            return (step // self.every_n_steps + 1) * self.every_n_steps
+        if not self.adaptive:
+            return self.next_step
+        assert self.max_overhead is not None
+        t0, overhead0, step0 = self._origin or (self._clock(), self.overhead_s, step)
+        training = max(self._clock() - t0 - (self.overhead_s - overhead0), 1e-9)
+        per_step = training / max(step - step0, 1)
+        return step + max(1, math.ceil(spent_s / (self.max_overhead * per_step)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_step": self.next_step, "last_step": self.last_step, "overhead_s": self.overhead_s}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.next_step = int(state.get("next_step", 0))
+        last = state.get("last_step")
+        self.last_step = None if last is None else int(last)
+        self.overhead_s = float(state.get("overhead_s", 0.0))
+
+    def key(self) -> dict[str, Any]:
+        """What identifies this schedule (for callback state keys)."""
+        return {"every_n_steps": self.every_n_steps, "every_n_epochs": self.every_n_epochs}

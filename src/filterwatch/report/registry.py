@@ -1,0 +1,159 @@
+"""THE registry of measures: each measure is declared once, here.
+
+Everything that lists measures is derived from :data:`MEASURES`: the report summary, the
+scalars a monitor logs, the TensorBoard layout and heatmaps, the table columns, the gate's
+rule groups, hints and baseline directions, and which measures the alerts may name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["MEASURES", "Measure", "get", "select"]
+
+Worse = Literal["high", "low"]
+GateKind = Literal["limit", "share", "flag"]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What one measure is.
+
+    Attributes:
+        key: its name in the Report, the JSON and the logged scalars.
+        label: short column header.
+        worse: which direction is unhealthy (``"high"`` or ``"low"``).
+        description: one line for humans.
+        lo, hi: its range (``None``: unbounded); ``hi_log10_k`` makes ``hi`` ``log10 K``.
+        integer: formatted as an integer.
+        needs_reference: only defined against a reference.
+        summary: filter-weighted mean and worst layers in the report summary.
+        scalar: logged per layer during training.
+        column: a column of the scan table (``"always"``, ``"reference"`` or ``None``).
+        chart: a custom-scalars chart per layer (``"layers"``) or per layer and for the model
+            mean (``"both"``).
+        heatmap: a layer x step heatmap in TensorBoard.
+        baseline: compared with a baseline report (``check --baseline``).
+        gate: how the gate checks it: a ``limit`` on the value, a ``share`` of the output
+            channels, a ``flag`` that must be 0; ``None``: not gated.
+        gate_group: the rule group (one JUnit testcase per layer and group).
+        hint: what a bad value usually means and what to try.
+    """
+
+    key: str
+    label: str
+    worse: Worse
+    description: str
+    lo: float | None = 0.0
+    hi: float | None = None
+    hi_log10_k: bool = False
+    integer: bool = False
+    needs_reference: bool = False
+    summary: bool = False
+    scalar: bool = True
+    column: Literal["always", "reference"] | None = None
+    chart: Literal["layers", "both"] | None = None
+    heatmap: bool = False
+    baseline: bool = False
+    gate: GateKind | None = None
+    gate_group: str = ""
+    hint: str = ""
+
+    @property
+    def gate_rule(self) -> str:
+        """The rule's attribute in :class:`~filterwatch.gate.GateRules` (``max_sparsity``)."""
+        if self.gate == "flag":
+            return f"allow_{self.key}"
+        return f"{'max' if self.worse == 'high' else 'min'}_{self.key}"
+
+    def bounds(self, k: int | None = None) -> tuple[float | None, float | None]:
+        """The range for kernels of ``k`` values (``hi`` is ``log10 K`` for VE)."""
+        if self.hi_log10_k:
+            return self.lo, (math.log10(k) if k else None)
+        return self.lo, self.hi
+
+    def format(self, value: float | int | None, digits: int = 3) -> str:
+        """The value as the tables show it (``-`` where undefined)."""
+        if value is None:
+            return "-"
+        if self.integer:
+            return str(int(value))
+        return f"{value:.{digits}f}"
+
+
+_COLLAPSE_HINT = ("the filters collapsed to a few patterns; check the learning rate, "
+                  "normalisation and regularisation strength")
+
+# Order matters: it is the order of the summary, the table columns and the charts.
+MEASURES: tuple[Measure, ...] = (
+    Measure("sparsity", "sparsity", "high", "share of filters with every |w| < 1% of the layer max",
+            hi=1.0, summary=True, column="always", chart="both", heatmap=True, baseline=True,
+            gate="limit", gate_group="sparsity",
+            hint="sparse filters often come from too strong weight decay or dead ReLUs upstream"),
+    Measure("variance_entropy", "VE", "low", "variance entropy, 0 = collapsed, log10 K = random",
+            hi_log10_k=True, summary=True, column="always", chart="both", heatmap=True,
+            baseline=True, gate="limit", gate_group="variance_entropy", hint=_COLLAPSE_HINT),
+    Measure("variance_entropy_norm", "VE/H_T", "high", "VE over random filters' VE; >1 random-like",
+            summary=True, column="always", chart="both", heatmap=True, gate="limit",
+            gate_group="variance_entropy",
+            hint="random-like filters: the layer may not have trained (frozen, no gradient, or a "
+                 "learning rate so high it scrambles the weights)"),
+    Measure("variance_entropy_clean", "VE clean", "low", "VE without the sparse filters",
+            hi_log10_k=True, summary=True, column="always", chart="both", baseline=True,
+            hint=_COLLAPSE_HINT),
+    Measure("orthogonality", "orth", "low", "1 - mean |cosine| between output filters",
+            hi=1.0, summary=True, column="always", chart="both", heatmap=True, baseline=True,
+            gate="limit", gate_group="orthogonality",
+            hint="output filters are near-parallel (redundant channels); consider pruning or an "
+                 "orthogonality regulariser"),
+    Measure("dead_channels", "dead", "high", "output channels whose filters are all zero",
+            integer=True, summary=True, column="always", chart="layers", gate="share",
+            gate_group="dead_channels",
+            hint="whole output channels are zero: pruned, or killed by L1 or dead ReLUs"),
+    Measure("nonfinite", "nonfinite", "high", "NaN/Inf values in the weight", integer=True,
+            summary=True, column="always", chart="layers", baseline=True, gate="flag",
+            gate_group="nonfinite",
+            hint="NaN/Inf weights: training diverged; lower the learning rate, clip gradients, "
+                 "check fp16 loss scaling"),
+    Measure("drift", "drift", "high", "symmetric KL of filter distributions vs the reference",
+            needs_reference=True, summary=True, column="reference", chart="layers", heatmap=True,
+            baseline=True, gate="limit", gate_group="drift",
+            hint="the filters moved far from the reference distribution: catastrophic forgetting "
+                 "or a broken fine-tune"),
+    Measure("drift_noise", "noise", "high", "drift that sampling alone gives at this size",
+            needs_reference=True, column="reference"),
+    Measure("relative_change", "rel change", "high", "||W - W_ref|| / ||W_ref||",
+            needs_reference=True, summary=True, column="reference", chart="layers"),
+    Measure("variance_entropy_clean_norm", "VE clean/H_T", "high", "clean VE over H_T(n)",
+            scalar=False),
+    Measure("weight_norm", "norm", "high", "Frobenius norm of the weight"),
+    Measure("filter_l1_mean", "L1", "high", "mean L1 norm of the filters", scalar=False),
+    Measure("filter_l2_mean", "L2", "high", "mean L2 norm of the filters", scalar=False),
+)
+
+_BY_KEY = {m.key: m for m in MEASURES}
+
+
+def get(key: str) -> Measure:
+    """The measure called ``key``.
+
+    Example:
+        >>> get("sparsity").worse, get("sparsity").gate_rule
+        ('high', 'max_sparsity')
+    """
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"`key` expected one of {', '.join(_BY_KEY)}, got {key!r}") from None
+
+
+def select(**flags: object) -> tuple[Measure, ...]:
+    """The measures whose attributes equal ``flags`` (in registry order).
+
+    Example:
+        >>> [m.key for m in select(heatmap=True)]
+        ['sparsity', 'variance_entropy', 'variance_entropy_norm', 'orthogonality', 'drift']
+    """
+    return tuple(m for m in MEASURES if all(getattr(m, k) == v for k, v in flags.items()))

@@ -1,0 +1,175 @@
+"""The Report: per-layer measures plus a model summary, and its JSON form (the CI contract)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .._atomic import write_text_atomic
+from ..errors import InputError
+from .registry import select
+
+__all__ = ["SCHEMA_VERSION", "LayerReport", "Report", "summarize"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class LayerReport:
+    """Measures of one conv layer. A measure is ``None`` where undefined, with the reason in
+    ``undefined[measure]``."""
+
+    name: str
+    shape: list[int]
+    kernel_size: list[int]
+    groups: int | None
+    kind: str
+    n_filters: int
+    depth: int
+    depth_norm: float
+    sparsity: float | None = None
+    n_sparse: int | None = None
+    variance_entropy: float | None = None
+    variance_entropy_norm: float | None = None
+    variance_entropy_clean: float | None = None
+    variance_entropy_clean_norm: float | None = None
+    orthogonality: float | None = None
+    dead_channels: int | None = None
+    dead_channel_indices: list[int] = field(default_factory=list)
+    nonfinite: int | None = None
+    weight_norm: float | None = None
+    filter_l1_mean: float | None = None
+    filter_l2_mean: float | None = None
+    drift: float | None = None
+    drift_components: list[float] | None = None
+    drift_noise: float | None = None
+    relative_change: float | None = None
+    undefined: dict[str, str] = field(default_factory=dict)
+
+    def value(self, measure: str) -> float | None:
+        """The value of ``measure`` as a float, or ``None`` where undefined."""
+        v = getattr(self, measure)
+        return None if v is None else float(v)
+
+
+@dataclass
+class Report:
+    """Per-layer filter measures of one model, with a model-level summary.
+
+    ``summary["mean"]`` holds filter-weighted means over the layers where a measure is defined;
+    ``summary["worst"]`` the three worst layers per measure (the registry,
+    :data:`filterwatch.report.MEASURES`, says which direction is worse).
+    """
+
+    layers: list[LayerReport]
+    source: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    filterwatch_version: str = ""
+    created: str = ""
+    step: int | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            self.summary = summarize(self.layers)
+
+    def layer(self, name: str) -> LayerReport:
+        """The report of the layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        names = ", ".join(layer.name for layer in self.layers[:10])
+        raise KeyError(f"`name` expected one of the report's layers ({names}...), got {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: header keys first, then the summary, then the layers."""
+        data = asdict(self)
+        order = ("schema_version", "filterwatch_version", "created", "source", "step",
+                 "settings", "summary", "layers")
+        return _clean_json({k: data[k] for k in order})  # type: ignore[no-any-return]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON atomically (temporary file, then rename)."""
+        write_text_atomic(Path(path), self.to_json())
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "report") -> Report:
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"{where}: `schema_version` expected {SCHEMA_VERSION}, got {version!r}; "
+                "hint: regenerate the report with this filterwatch version"
+            )
+        known = {f.name for f in fields(LayerReport)}
+        try:
+            layers = [LayerReport(**{k: v for k, v in d.items() if k in known})
+                      for d in data["layers"]]
+            return cls(
+                layers=layers,
+                source=str(data.get("source", "")),
+                settings=dict(data.get("settings", {})),
+                summary=dict(data.get("summary", {})),
+                filterwatch_version=str(data.get("filterwatch_version", "")),
+                created=str(data.get("created", "")),
+                step=data.get("step"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{where}: not a filterwatch report ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "report") -> Report:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: expected JSON, got a parse error ({exc})") from None
+        return cls.from_dict(data, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(
+                f"`path` expected a readable report file, got {str(p)!r} ({exc.strerror})"
+            ) from None
+        return cls.from_json(text, where=str(p))
+
+
+def _clean_json(obj: Any) -> Any:
+    """Non-finite floats become ``None`` so the JSON stays standard."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_json(v) for v in obj]
+    return obj
+
+
+def summarize(layers: list[LayerReport], top: int = 3) -> dict[str, Any]:
+    """Model summary: filter-weighted means and the ``top`` worst layers per measure."""
+    means: dict[str, float | None] = {}
+    worst: dict[str, list[dict[str, Any]]] = {}
+    for m in select(summary=True):
+        pairs = [(layer, layer.value(m.key)) for layer in layers]
+        defined = [(layer, v) for layer, v in pairs if v is not None]
+        weight = sum(layer.n_filters for layer, _ in defined)
+        means[m.key] = sum(layer.n_filters * v for layer, v in defined) / weight if weight else None
+        ranked = sorted(defined, key=lambda lv: lv[1], reverse=m.worse == "high")
+        worst[m.key] = [{"layer": layer.name, "value": v} for layer, v in ranked[:top]]
+    return {
+        "n_layers": len(layers),
+        "n_filters": sum(layer.n_filters for layer in layers),
+        "mean": means,
+        "worst": worst,
+    }

@@ -1,0 +1,114 @@
+"""The engine in float32 agrees with the engine in float64 on every kind of layer, and both
+agree with the independent numpy implementation (tests/numpy_ref.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from filterwatch import LayerSelection, analyze, discover_layers
+from filterwatch.measure import measure_layers
+from tests import numpy_ref
+from tests.models import mobilenet_like, random_layer, resnet18_like, sparse_layer, trained_like_layer
+
+KEYS = ("sparsity", "n_sparse", "variance_entropy", "variance_entropy_norm",
+        "variance_entropy_clean", "variance_entropy_clean_norm", "orthogonality", "dead_channels",
+        "nonfinite", "weight_norm", "filter_l1_mean", "filter_l2_mean")
+
+
+def _assert_same(net: nn.Module | dict, tol: float = 1e-6) -> None:  # type: ignore[type-arg]
+    fused = analyze(net, select=LayerSelection.everything())
+    ref = analyze(net, select=LayerSelection.everything(), precision="float64")
+    for a, b in zip(fused.layers, ref.layers, strict=True):
+        for key in KEYS:
+            va, vb = getattr(a, key), getattr(b, key)
+            if vb is None or va is None:
+                assert va is vb, (a.name, key, va, vb)
+                assert a.undefined.get(key) == b.undefined.get(key), (a.name, key)
+            else:
+                assert va == pytest.approx(vb, rel=tol, abs=tol), (a.name, key)
+        assert a.dead_channel_indices == b.dead_channel_indices
+
+
+def test_resnet_and_mobilenet_shapes() -> None:
+    torch.manual_seed(0)
+    _assert_same(resnet18_like(16))
+    _assert_same(mobilenet_like())
+
+
+def test_every_conv_kind_and_dtype() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(4, 8, 5), nn.Conv3d(2, 4, 3), nn.ConvTranspose2d(4, 6, 3, groups=2),
+                        nn.Conv2d(8, 16, 3, groups=4), nn.Conv2d(3, 1, 3), nn.Conv2d(3, 8, 1))
+    _assert_same(net)
+    _assert_same(net.half(), tol=1e-5)
+    _assert_same(net.to(torch.bfloat16), tol=1e-5)
+
+
+def test_degenerate_layers() -> None:
+    pattern = torch.randn(1, 1, 3, 3)
+    state = {
+        "zero.weight": torch.zeros(8, 4, 3, 3),
+        "copies.weight": pattern.repeat(16, 8, 1, 1),
+        "offset_copies.weight": (pattern + 5.0).repeat(16, 8, 1, 1),
+        "sparse.weight": sparse_layer(32, 16).float(),
+        "one.weight": torch.randn(1, 1, 3, 3),
+        "half_dead.weight": torch.cat([torch.zeros(4, 8, 3, 3), torch.randn(4, 8, 3, 3)]),
+    }
+    _assert_same(state)
+    report = analyze(state)
+    assert report.layer("copies").variance_entropy == pytest.approx(0.0, abs=1e-12)
+    assert report.layer("offset_copies").variance_entropy == pytest.approx(0.0, abs=1e-12)
+    assert report.layer("zero").sparsity == pytest.approx(1.0)
+
+
+def test_nonfinite_layers_fall_back_with_reasons() -> None:
+    w = random_layer(8, 4).float()
+    w[0, 0, 0, 0] = float("nan")
+    w[1, 0, 0, 0] = float("inf")
+    layer = analyze({"bad.weight": w, "good.weight": random_layer(8, 4).float()}).layer("bad")
+    assert layer.nonfinite == 2 and layer.sparsity is None
+    assert "2 non-finite" in layer.undefined["variance_entropy"]
+
+
+def test_big_layer_with_offset_keeps_precision() -> None:
+    """Float32 GEMMs over centred 4096-row chunks, accumulated in float64: still 1e-6."""
+    w = (trained_like_layer(256, 256, seed=3) + 0.3).float()
+    _assert_same({"big.weight": w})
+
+
+def test_orthogonality_off() -> None:
+    (layer,) = measure_layers(discover_layers(nn.Conv2d(3, 8, 3)), orthogonality=False)
+    assert layer.orthogonality is None and "not computed" in layer.undefined["orthogonality"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(c_out=st.integers(1, 40), c_in=st.integers(1, 8), k=st.sampled_from([1, 3, 5]),
+       seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e3))
+def test_fused_equals_reference_property(c_out: int, c_in: int, k: int, seed: int, scale: float) -> None:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(c_out, c_in, k, k, generator=g) * scale
+    w.view(-1, k * k)[:: 3] *= 1e-4
+    _assert_same({"l.weight": w})
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_engine_equals_the_numpy_implementation(precision: str) -> None:
+    torch.manual_seed(0)
+    net = resnet18_like(16)
+    with torch.no_grad():
+        net[1][0].weight[:, :5] = 0  # sparse filters: clean VE differs from VE
+    report = analyze(net, precision=precision)  # type: ignore[arg-type]
+    modules = dict(net.named_modules())
+    for layer in report.layers:
+        w = modules[layer.name].weight.detach().double().numpy()
+        share, mask = numpy_ref.sparsity(w)
+        f = numpy_ref.filters(w)
+        assert layer.sparsity == pytest.approx(share, abs=1e-12)
+        assert layer.variance_entropy == pytest.approx(numpy_ref.variance_entropy(f), abs=1e-6)
+        assert layer.variance_entropy_clean == pytest.approx(numpy_ref.variance_entropy(f[~mask]), abs=1e-6)
+        assert layer.orthogonality == pytest.approx(numpy_ref.orthogonality(w), abs=1e-6)
+        assert layer.weight_norm == pytest.approx(float((w**2).sum() ** 0.5), rel=1e-6)
