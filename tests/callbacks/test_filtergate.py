@@ -61,3 +61,24 @@ def test_gate_arguments_checked_in_init() -> None:
         FilterGate(patience=0)
     with pytest.raises(InputError, match="unknown key `max-sparsty`"):
         FilterGate({"max-sparsty": 1})
+
+
+def test_one_check_per_optimizer_step_under_gradient_accumulation(tmp_path: Path) -> None:
+    """accumulate_grad_batches=4: on_train_batch_end sees each global step 4 times; the gate
+    (and FilterWatch) act once per optimizer step, at the multiples of every_n_steps."""
+    from filterwatch import FilterWatch
+
+    checked: list[int] = []
+
+    class Recording(FilterGate):
+        def _run_check(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+            checked.append(trainer.global_step)
+            super()._run_check(trainer, pl_module)
+
+    gate = Recording({"max-sparsity": 0.5}, every_n_steps=2, patience=3)
+    watch = FilterWatch(every_n_steps=2)
+    tr = trainer(tmp_path, [gate, watch], max_epochs=2, accumulate_grad_batches=4)
+    tr.fit(TinyNet(), loader())  # 8 batches per epoch: 2 optimizer steps per epoch, 4 in all
+    assert tr.global_step == 4
+    assert checked == [2, 4]
+    assert [r.step for r in watch.history] == [0, 2, 4]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -106,32 +107,42 @@ class ConvLayer:
         return w
 
 
-def _module_entries(model: nn.Module) -> Iterable[tuple[str, dict[str, object]]]:
+class _Entry(NamedTuple):
+    """What discovery learns about one conv weight before it becomes a ConvLayer."""
+
+    name: str
+    kernel_size: tuple[int, ...]
+    groups: int | None
+    kind: str
+    transposed: bool = False
+    tensor: torch.Tensor | None = None
+    shape: tuple[int, ...] | None = None  # None: from the tensor
+    unavailable: str = ""
+    fetch: Callable[[], torch.Tensor] | None = None
+
+
+_LAZY = "lazy module not materialised yet; run one forward pass first"
+_META = "weight is on the meta device; load real weights first"
+
+
+def _module_entry(name: str, module: nn.modules.conv._ConvNd, weight: torch.Tensor | None,
+                  unit: nn.Module | None = None) -> _Entry:
+    base = _Entry(strip_wrapper_prefix(name), tuple(module.kernel_size), module.groups,
+                  type(module).__name__, bool(module.transposed), weight)
+    if weight is None or isinstance(weight, UninitializedParameter):
+        return base._replace(tensor=None, unavailable=_LAZY,
+                             shape=(module.out_channels, 0, *module.kernel_size))
+    if unit is not None:  # FSDP1: the shape comes from the module, the kernel on demand
+        shape = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
+        base = base._replace(shape=shape, fetch=functools.partial(sharded.summoned_weight, unit, module))
+    return base._replace(unavailable=_META if weight.is_meta else "")
+
+
+def _module_entries(model: nn.Module) -> Iterable[_Entry]:
     units = sharded.fsdp1_units(model)  # conv module -> the FSDP1 unit that holds its flat shard
     for name, module in model.named_modules():
-        if not isinstance(module, nn.modules.conv._ConvNd):
-            continue
-        weight = module.weight
-        info: dict[str, object] = {
-            "groups": module.groups,
-            "kind": type(module).__name__,
-            "transposed": bool(module.transposed),
-            "kernel_size": tuple(module.kernel_size),
-        }
-        if isinstance(weight, UninitializedParameter):
-            info["unavailable"] = "lazy module not materialised yet; run one forward pass first"
-            out_c, in_c = module.out_channels, 0
-            info["shape"] = (out_c, in_c, *module.kernel_size)
-        else:
-            info["tensor"] = weight
-            if weight.is_meta:
-                info["unavailable"] = "weight is on the meta device; load real weights first"
-            unit = units.get(module)
-            if unit is not None:  # FSDP1: the shape comes from the module, the kernel on demand
-                g = module.groups
-                info["shape"] = (module.out_channels, module.in_channels // g, *module.kernel_size)
-                info["fetch"] = functools.partial(sharded.summoned_weight, unit, module)
-        yield strip_wrapper_prefix(name), info
+        if isinstance(module, nn.modules.conv._ConvNd):
+            yield _module_entry(name, module, module.weight, units.get(module))
 
 
 def layer_from_module(
@@ -141,58 +152,32 @@ def layer_from_module(
     seen by a forward hook, with parametrizations applied)."""
     if not isinstance(module, nn.modules.conv._ConvNd):
         raise InputError(f"`module` expected a conv module, got {type(module).__name__} ({name})")
-    info: dict[str, object] = {
-        "groups": module.groups, "kind": type(module).__name__,
-        "transposed": bool(module.transposed), "kernel_size": tuple(module.kernel_size),
-        "tensor": weight,
-    }
-    return _make_layer(strip_wrapper_prefix(name), info, depth, total)
+    return _make_layer(_module_entry(name, module, weight), depth, total)
 
 
-def _state_dict_entries(state: Mapping[str, object]) -> Iterable[tuple[str, dict[str, object]]]:
+def _state_dict_entries(state: Mapping[str, object]) -> Iterable[_Entry]:
     for key, value in state.items():
         if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
             continue
         if not key.endswith("weight") or value.ndim < 3 or not value.is_floating_point():
             continue
-        name = strip_wrapper_prefix(key[: -len("weight")].rstrip("."))
-        info: dict[str, object] = {
-            "groups": None,
-            "kind": "tensor",
-            "transposed": False,
-            "kernel_size": tuple(int(s) for s in value.shape[2:]),
-            "tensor": value,
-        }
-        if value.is_meta:
-            info["unavailable"] = "weight is on the meta device; load real weights first"
-        yield name, info
+        yield _Entry(strip_wrapper_prefix(key[: -len("weight")].rstrip(".")),
+                     tuple(int(s) for s in value.shape[2:]), None, "tensor", tensor=value,
+                     unavailable=_META if value.is_meta else "")
 
 
-def _make_layer(name: str, info: dict[str, object], depth: int, total: int) -> ConvLayer:
-    tensor = info.get("tensor")
-    kernel_size = info["kernel_size"]
-    assert isinstance(kernel_size, tuple)
-    if isinstance(tensor, torch.Tensor) and "shape" not in info:
-        shape = tuple(int(s) for s in tensor.shape)
-        if info["transposed"]:
-            g = info["groups"] or 1
-            assert isinstance(g, int)
+def _make_layer(e: _Entry, depth: int, total: int) -> ConvLayer:
+    shape = e.shape
+    if shape is None:
+        assert e.tensor is not None
+        shape = tuple(int(s) for s in e.tensor.shape)
+        if e.transposed:
+            g = e.groups or 1
             shape = (shape[1] * g, shape[0] // g, *shape[2:])
-    else:
-        shape = info["shape"]  # type: ignore[assignment]
-    groups = info["groups"]
     return ConvLayer(
-        name=name,
-        shape=shape,
-        kernel_size=kernel_size,
-        groups=groups if isinstance(groups, int) else None,
-        kind=str(info["kind"]),
-        transposed=bool(info["transposed"]),
-        depth=depth,
-        depth_norm=depth / (total - 1) if total > 1 else 0.0,
-        unavailable=str(info.get("unavailable", "")),
-        _tensor=tensor if isinstance(tensor, torch.Tensor) else None,
-        _fetch=info.get("fetch"),  # type: ignore[arg-type]
+        name=e.name, shape=shape, kernel_size=e.kernel_size, groups=e.groups, kind=e.kind,
+        transposed=e.transposed, depth=depth, depth_norm=depth / (total - 1) if total > 1 else 0.0,
+        unavailable=e.unavailable, _tensor=e.tensor, _fetch=e.fetch,
     )
 
 
@@ -228,7 +213,7 @@ def discover_layers(
             f"`source` expected an nn.Module or a state_dict (mapping of name to tensor), got "
             f"{type(source).__name__}; hint: use filterwatch.load_state_dict(path) for files"
         )
-    layers = [_make_layer(n, info, i, len(entries)) for i, (n, info) in enumerate(entries)]
+    layers = [_make_layer(e, i, len(entries)) for i, e in enumerate(entries)]
     return [layer for layer in layers if selection.accepts(layer.name, layer.kernel_size)]
 
 

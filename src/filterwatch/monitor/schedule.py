@@ -106,8 +106,10 @@ class Schedule:
             return self.next_step
         assert self.max_overhead is not None
         t0, overhead0, step0 = self._origin or (self._clock(), self.overhead_s, step)
+        if step <= step0:  # no training step timed yet: measure one before deciding
+            return step + 1
         training = max(self._clock() - t0 - (self.overhead_s - overhead0), 1e-9)
-        per_step = training / max(step - step0, 1)
+        per_step = training / (step - step0)
         return step + max(1, math.ceil(spent_s / (self.max_overhead * per_step)))
 
     def state_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ..functional.drift import BINS, drift_basis
 from ..layers import (
     ConvLayer,
     LayerSelection,
+    check_selection,
     describe_source,
     discover_layers,
     format_kernel_size,
@@ -89,6 +90,9 @@ class Reference:
         """
         if group not in GROUPINGS:
             raise InputError(f"`group` expected one of {', '.join(GROUPINGS)}, got {group!r}")
+        select = check_selection(select)
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise InputError(f"`bins` expected an integer >= 2, got {bins!r}; hint: the paper uses 70")
         many: list[Source] = list(sources) if isinstance(sources, list | tuple) else [sources]  # type: ignore[list-item]
         if not many:
             raise InputError("`sources` expected at least one model, state_dict or path, got none")
@@ -135,6 +139,9 @@ class Reference:
         every filter, so ``b`` does not matter. Drift from this reference answers "has this
         layer learned anything?" with no file needed.
         """
+        select = check_selection(select)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InputError(f"`seed` expected an integer, got {seed!r}")
         state = load_state_dict(source) if isinstance(source, str | Path) else source
         gen = torch.Generator().manual_seed(seed)
         fake = {
