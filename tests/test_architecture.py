@@ -29,7 +29,8 @@ def test_lazy_names_resolve() -> None:
 
 def test_version_is_declared_once() -> None:
     assert version("filterwatch") == filterwatch.__version__
-    assert "version =" not in (SRC.parents[1] / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
+    project = (SRC.parents[1] / "pyproject.toml").read_text().split("[project]")[1].split("\n[")[0]
+    assert "\nversion =" not in project and 'dynamic = ["version"]' in project
 
 
 def test_few_top_level_modules_and_small_files() -> None:

@@ -44,7 +44,7 @@ def test_options_are_checked_before_the_file_is_read(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pt"   # reading it would fail with "no such file"
     with pytest.raises(InputError, match="`sparsity_eps` expected a number in"):
         analyze(missing, sparsity_eps=7)
-    with pytest.raises(InputError, match="`select` expected a filterwatch.LayerSelection"):
+    with pytest.raises(InputError, match=r"`select` expected a filterwatch\.LayerSelection"):
         analyze(missing, select=["3x3"])  # type: ignore[arg-type]
     with pytest.raises(InputError, match="`precision` expected one of float32, float64"):
         analyze(missing, precision="half")  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
-from ._filters import _as_float64, _check_weight, _filter_matrix, _output_filter_matrix
+from ._filters import _as_float64, _check_weight, _filter_matrix
 
 __all__ = ["dead_channels", "filter_norms", "nonfinite_count", "relative_change"]
 
@@ -25,6 +25,16 @@ def filter_norms(weight: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     return norms
 
 
+def _dead_channels_update(row_peak: torch.Tensor, c_out: int) -> torch.Tensor:
+    """Dead output channels from each filter's peak: every filter of the channel is all zero."""
+    return (row_peak.reshape(c_out, -1) == 0).all(dim=1)
+
+
+def _nonfinite_update(values: torch.Tensor) -> torch.Tensor:
+    """The number of NaN/Inf values, as a tensor (no host sync)."""
+    return (~torch.isfinite(values)).sum()
+
+
 def dead_channels(weight: torch.Tensor) -> torch.Tensor:
     """Boolean mask ``(C_out,)`` of output channels whose filters are all exactly zero.
 
@@ -36,7 +46,7 @@ def dead_channels(weight: torch.Tensor) -> torch.Tensor:
         [1]
     """
     w = _check_weight(weight)
-    return (_output_filter_matrix(w) == 0).all(dim=1)
+    return _dead_channels_update(_filter_matrix(w).abs().amax(dim=1), int(w.shape[0]))
 
 
 def nonfinite_count(weight: torch.Tensor) -> int:
@@ -47,7 +57,7 @@ def nonfinite_count(weight: torch.Tensor) -> int:
         >>> nonfinite_count(torch.tensor([[[1.0, float("nan"), float("inf")]]]))
         2
     """
-    return int((~torch.isfinite(_check_weight(weight))).sum().item())
+    return int(_nonfinite_update(_check_weight(weight)).item())
 
 
 def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:

@@ -21,6 +21,7 @@ import torch
 
 from ._filters import _filter_matrix, _output_filter_matrix
 from .entropy import _variance_entropy_compute, _variance_entropy_update
+from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
 
@@ -81,7 +82,7 @@ def _row_stats(f: torch.Tensor) -> RowStats:
         row_peak=a.amax(dim=1),
         row_l2=torch.linalg.vector_norm(f, dim=1).to(torch.float64),
         abs_sum=a.sum(dtype=torch.float64),
-        nonfinite=(~torch.isfinite(f)).sum(),
+        nonfinite=_nonfinite_update(f),
         s1=sums.s1, s2=sums.s2,
     )
 
@@ -118,7 +119,7 @@ def _layer_stats_update(
         nonfinite=rows.nonfinite.to(torch.float64), n_sparse=sparse.sum(),
         s1=rows.s1, s2=rows.s2, s1_sparse=sparse_sums.s1, s2_sparse=sparse_sums.s2,
         abs_sum=rows.abs_sum, sumsq=rows.row_l2.square().sum(), row_l2_sum=rows.row_l2.sum(),
-        dead=(rows.row_peak.reshape(w.shape[0], -1) == 0).all(dim=1),
+        dead=_dead_channels_update(rows.row_peak, int(w.shape[0])),
         ortho_abs=_orthogonality_update(_output_filter_matrix(w)) if orthogonality else None,
     )
 

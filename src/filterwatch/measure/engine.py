@@ -33,6 +33,7 @@ from ..functional.stats import (
 )
 from ..layers import ConvLayer
 from ..report import LayerReport
+from ..report.registry import select
 
 __all__ = ["PRECISIONS", "Precision", "check_precision", "layer_stats", "measure_layers",
            "reports_from_stats", "unavailable_report"]
@@ -41,9 +42,10 @@ Precision = Literal["float32", "float64"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "float64")
 Progress = Callable[[int, int, str], None]
 
-_FILTER_MEASURES = ("sparsity", "variance_entropy", "variance_entropy_norm", "variance_entropy_clean",
-                    "variance_entropy_clean_norm", "orthogonality")
-_NORM_MEASURES = ("weight_norm", "filter_l1_mean", "filter_l2_mean")
+# what a kernel gives (the registry's measures that need no reference), and of those what a
+# kernel with NaN/Inf still gives (the counts)
+_FROM_KERNEL = tuple(m.key for m in select(needs_reference=False))
+_NOT_FROM_NONFINITE = tuple(k for k in _FROM_KERNEL if k not in ("nonfinite", "dead_channels"))
 
 
 def check_precision(precision: object) -> Precision:
@@ -92,7 +94,7 @@ def _undefined(r: LayerReport, measures: Sequence[str], reason: str) -> None:
 def unavailable_report(layer: ConvLayer) -> LayerReport:
     """A report whose every measure is undefined because the kernel cannot be read."""
     r = _base(layer)
-    _undefined(r, (*_FILTER_MEASURES, *_NORM_MEASURES, "dead_channels", "nonfinite"), layer.unavailable)
+    _undefined(r, _FROM_KERNEL, layer.unavailable)
     return r
 
 
@@ -113,8 +115,7 @@ def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
     r.nonfinite = v.nonfinite
     r.dead_channels, r.dead_channel_indices = len(v.dead_indices), v.dead_indices
     if v.nonfinite:
-        _undefined(r, (*_FILTER_MEASURES, *_NORM_MEASURES),
-                   f"the weight holds {v.nonfinite} non-finite value(s) (NaN/Inf)")
+        _undefined(r, _NOT_FROM_NONFINITE, f"the weight holds {v.nonfinite} non-finite value(s) (NaN/Inf)")
         return r
     r.sparsity, r.n_sparse = _sparsity_compute(v.n_sparse, s.n), v.n_sparse
     r.weight_norm, r.filter_l1_mean, r.filter_l2_mean = v.weight_norm, v.filter_l1_mean, v.filter_l2_mean
