@@ -63,7 +63,7 @@ def test_gate_arguments_checked_in_init() -> None:
         FilterGate({"max-sparsty": 1})
 
 
-@pytest.mark.filterwarnings("ignore:FilterWatch: the trainer has no logger")
+@pytest.mark.filterwarnings("ignore:FilterWatch. the trainer has no logger:UserWarning")
 def test_one_check_per_optimizer_step_under_gradient_accumulation(tmp_path: Path) -> None:
     """accumulate_grad_batches=4: on_train_batch_end sees each global step 4 times; the gate
     (and FilterWatch) act once per optimizer step, at the multiples of every_n_steps."""
