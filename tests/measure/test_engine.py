@@ -112,3 +112,30 @@ def test_engine_equals_the_numpy_implementation(precision: str) -> None:
         assert layer.variance_entropy_clean == pytest.approx(numpy_ref.variance_entropy(f[~mask]), abs=1e-6)
         assert layer.orthogonality == pytest.approx(numpy_ref.orthogonality(w), abs=1e-6)
         assert layer.weight_norm == pytest.approx(float((w**2).sum() ** 0.5), rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-22, 1e-12, 1e12, 1e19, 1e30])
+def test_scale_safe_from_1e_minus_30_to_1e30(scale: float) -> None:
+    """float32 weights far from 1: every product is formed after an exact power-of-two
+    scaling, so the answers are the float64 path's (and scale-invariant measures unchanged)."""
+    base = trained_like_layer(64, 32, seed=5).float()
+    base.view(-1, 9)[::4] *= 1e-4  # some sparse filters: clean VE differs from VE
+    w = (base.double() * scale).float()
+    got = analyze({"l.weight": w}).layer("l")
+    want = analyze({"l.weight": w.double()}, precision="float64").layer("l")
+    plain = analyze({"l.weight": base}).layer("l")
+    for key in ("variance_entropy", "variance_entropy_clean", "orthogonality", "sparsity"):
+        assert getattr(got, key) == pytest.approx(getattr(want, key), abs=1e-6), key
+        assert getattr(got, key) == pytest.approx(getattr(plain, key), abs=1e-5), key
+    for key in ("weight_norm", "filter_l1_mean", "filter_l2_mean"):
+        assert getattr(got, key) == pytest.approx(getattr(want, key), rel=1e-6), key
+    assert got.nonfinite == 0 and got.dead_channels == 0
+
+
+def test_float64_weights_near_1e200() -> None:
+    w = trained_like_layer(32, 16, seed=6) * 1e200
+    got = analyze({"l.weight": w}).layer("l")
+    plain = analyze({"l.weight": trained_like_layer(32, 16, seed=6)}, precision="float64").layer("l")
+    assert got.variance_entropy == pytest.approx(plain.variance_entropy, abs=1e-9)
+    assert got.orthogonality == pytest.approx(plain.orthogonality, abs=1e-6)
+    assert got.weight_norm == pytest.approx(plain.weight_norm * 1e200, rel=1e-9)

@@ -23,7 +23,9 @@ __all__ = ["MomentSums", "VarianceEntropy", "random_entropy_threshold", "varianc
 # Total variance at or below this share of the filters' mean energy is round-off, not signal:
 # exact copies of one filter then give VE = 0 instead of the entropy of numerical noise.
 _DEGENERATE_RTOL = 1e-12
-_CHUNK = 4096  # rows per float64 chunk of the second moments (stays in cache)
+_CHUNK = 128  # rows whose outer products are added in the filters' precision, then in float64
+_SHIFT_ROWS = 4096  # rows that estimate the centre
+_SMALL = 8192  # fewer filters than this: float64 throughout
 
 
 class MomentSums(NamedTuple):
@@ -52,20 +54,35 @@ class VarianceEntropy(NamedTuple):
 
 
 def _variance_entropy_update(filters: torch.Tensor) -> MomentSums:
-    """``(n, Σf, Σffᵀ)`` of an ``(n, K)`` filter matrix in any precision, as float64 sums.
+    """``(n, Σf, Σffᵀ)`` of an ``(n, K)`` filter matrix, as float64 sums.
 
-    Cache-sized row chunks are upcast to float64 and centred on the mean before the outer
-    products (no cancellation; float32 rounding would put ~1e-7·λmax of noise into every
-    eigenvalue), then shifted back to raw sums, which add across sets and processes."""
+    The filters are centred on a cheap estimate of their mean (no cancellation), then the
+    outer products are formed in the filters' own precision within chunks of ``_CHUNK`` rows
+    (one batched matrix product) and the chunks are added in float64 (sets of fewer than
+    ``_SMALL`` filters are upcast first: exact for tiny and rank-1 sets, and cheap); the sums
+    are shifted back to raw sums, which add across sets and processes. Callers scale weights near the
+    ends of the float range first (see :mod:`filterwatch.functional.stats`)."""
     n, k = int(filters.shape[0]), int(filters.shape[1])
-    m = filters.mean(dim=0, dtype=torch.float64) if n else torch.zeros(k, dtype=torch.float64,
-                                                                        device=filters.device)
-    s1c = torch.zeros(k, dtype=torch.float64, device=filters.device)
-    s2c = torch.zeros(k, k, dtype=torch.float64, device=filters.device)
-    for chunk in torch.split(filters, _CHUNK):
-        c = chunk.to(torch.float64) - m
-        s1c += c.sum(dim=0)
-        s2c += c.T @ c
+    dev = filters.device
+    if n == 0:
+        return MomentSums(0, torch.zeros(k, dtype=torch.float64, device=dev),
+                          torch.zeros(k, k, dtype=torch.float64, device=dev))
+    if n < _SMALL:  # small sets: all in float64 (exact rank-1 and 2-point spectra; cheap)
+        filters = filters.to(torch.float64)
+    shift = filters[:_SHIFT_ROWS].mean(dim=0)
+    m = shift.to(torch.float64)
+    c = filters - shift
+    q = (n // _CHUNK) * _CHUNK
+    s1c = torch.zeros(k, dtype=torch.float64, device=dev)
+    s2c = torch.zeros(k, k, dtype=torch.float64, device=dev)
+    if q:
+        c3 = c[:q].view(-1, _CHUNK, k)
+        s1c += c3.sum(dim=1).sum(dim=0, dtype=torch.float64)
+        s2c += torch.bmm(c3.transpose(1, 2), c3).sum(dim=0, dtype=torch.float64)
+    if q < n:
+        rest = c[q:].to(torch.float64)
+        s1c += rest.sum(dim=0)
+        s2c += rest.T @ rest
     s1 = s1c + n * m
     s2 = s2c + torch.outer(s1c, m) + torch.outer(m, s1c) + n * torch.outer(m, m)
     return MomentSums(n, s1, s2)

@@ -57,6 +57,18 @@ class LayerStats(NamedTuple):
     row_l2_sum: torch.Tensor  # () Σ ||f||_2 over filters
     dead: torch.Tensor       # (C_out,) bool, all-zero output filters
     ortho_abs: torch.Tensor | None  # () Σ|G - I|, None when not computed
+    scale: float = 1.0       # s1, s2, abs_sum, sumsq, row_l2_sum are of the weight × scale
+
+    def unscaled(self) -> LayerStats:
+        """The same statistics of the weight itself (``scale`` 1); float64 holds them for any
+        float32 weight."""
+        if self.scale == 1.0:
+            return self
+        s = self.scale
+        return self._replace(peak=self.peak / s, s1=self.s1 / s, s2=self.s2 / (s * s),
+                             s1_sparse=self.s1_sparse / s, s2_sparse=self.s2_sparse / (s * s),
+                             abs_sum=self.abs_sum / s,
+                             sumsq=self.sumsq / (s * s), row_l2_sum=self.row_l2_sum / s, scale=1.0)
 
 
 class LayerValues(NamedTuple):
@@ -75,16 +87,36 @@ class LayerValues(NamedTuple):
 
 
 def _row_stats(f: torch.Tensor) -> RowStats:
-    """The torch implementation of the per-filter pass."""
+    """The torch implementation of the per-filter pass (a few passes over ``f``, no copy in
+    float64 of the whole matrix; NaN/Inf are counted only in the rows that hold them)."""
     a = f.abs()
+    row_peak = a.amax(dim=1)
+    bad_rows = ~torch.isfinite(row_peak)
+    if bool(bad_rows.any()):
+        nonfinite = _nonfinite_update(f[bad_rows])
+    else:
+        nonfinite = torch.zeros((), dtype=torch.int64, device=f.device)
     sums = _variance_entropy_update(f)
     return RowStats(
-        row_peak=a.amax(dim=1),
+        row_peak=row_peak,
         row_l2=torch.linalg.vector_norm(f, dim=1).to(torch.float64),
-        abs_sum=a.sum(dtype=torch.float64),
-        nonfinite=_nonfinite_update(f),
+        abs_sum=a.sum().to(torch.float64),
+        nonfinite=nonfinite,
         s1=sums.s1, s2=sums.s2,
     )
+
+
+# Products of values whose peak lies in [2^-40, 2^40] stay far from float32's overflow and
+# underflow; outside that window the weight is multiplied by a power of two first (exact).
+_SAFE_EXPONENT = 40
+
+
+def _safe_scale(peak: float) -> float:
+    """1, or the power of two that brings ``peak`` to about 1 when it lies outside the window."""
+    if not math.isfinite(peak) or peak == 0.0:
+        return 1.0
+    exponent = math.frexp(peak)[1]
+    return 1.0 if abs(exponent) <= _SAFE_EXPONENT else math.ldexp(1.0, -exponent)
 
 
 def _working_precision(weight: torch.Tensor) -> torch.Tensor:
@@ -104,10 +136,17 @@ def _layer_stats_update(
     """Statistics of one weight in ``(C_out, C_in/groups, *kernel)`` layout.
 
     ``peak`` overrides the local max (sharded weights pass the all-reduced global peak, so
-    the sparse threshold is the global one)."""
+    the sparse threshold is the global one). Weights from about 1e-30 to 1e30 (float32) or
+    near 1e200 (float64) are scaled by a power of two before any product (``scale``)."""
     w = _working_precision(weight)
     f = _filter_matrix(w)
     rows = row_pass(f)
+    scale = _safe_scale(float(rows.row_peak.max()))
+    if scale != 1.0:  # rare: read again, scaled, rather than overflow or underflow
+        w = w * scale
+        f = _filter_matrix(w)
+        rows = row_pass(f)
+        peak = None if peak is None else peak * scale
     local_peak = rows.row_peak.max().to(torch.float64)
     # a max may skip NaN: make the peak NaN so that the layer is reported as non-finite
     local_peak = torch.where(rows.nonfinite > 0, torch.full_like(local_peak, math.nan), local_peak)
@@ -121,6 +160,7 @@ def _layer_stats_update(
         abs_sum=rows.abs_sum, sumsq=rows.row_l2.square().sum(), row_l2_sum=rows.row_l2.sum(),
         dead=_dead_channels_update(rows.row_peak, int(w.shape[0])),
         ortho_abs=_orthogonality_update(_output_filter_matrix(w)) if orthogonality else None,
+        scale=scale,
     )
 
 
@@ -164,8 +204,8 @@ def _layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
         peak, nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead = row
         out.append(LayerValues(
             peak=peak, nonfinite=int(nonfinite), n_sparse=int(n_sparse), variance_entropy=v,
-            variance_entropy_clean=vc, weight_norm=math.sqrt(sumsq), filter_l1_mean=abs_sum / s.n,
-            filter_l2_mean=l2_sum / s.n, ortho_abs=ortho,
+            variance_entropy_clean=vc, weight_norm=math.sqrt(sumsq) / s.scale,
+            filter_l1_mean=abs_sum / s.scale / s.n, filter_l2_mean=l2_sum / s.scale / s.n, ortho_abs=ortho,
             dead_indices=s.dead.nonzero().flatten().tolist() if dead else [],
         ))
     return out

@@ -120,6 +120,7 @@ class FilterMetrics(Metric):
         return {name: getattr(self, name) for name in (*_SUM_STATES, "peak")}
 
     def _accumulate(self, i: int, st: LayerStats) -> None:
+        st = st.unscaled()  # updates may differ in scale: add the weights' own sums
         k, c = st.k, st.c_out
         s = self._state()
         s["n"][i] += st.n
