@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test pytest lint clean
+.PHONY: venv demo test pytest lint clean gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# On a machine with a CUDA GPU (never in CI): the CUDA tests and the GPU benchmark, <= 5 min.
+# It uses the machine's own python3 with torch (GPU build), lightning and triton installed.
+gpu-check:
+	PYTHONPATH=src timeout 300 python3 benchmarks/gpu_check.py --out $${OUT:-gpu-check}
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
