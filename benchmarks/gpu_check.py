@@ -81,6 +81,24 @@ def _resnet50() -> dict[str, float]:
     return out
 
 
+def _profile(out: Path) -> None:
+    """Where one analyze() of ResNet-50 shapes spends its time (CPU and CUDA), for the record."""
+    import filterwatch
+    from tests.models import resnet50_like
+    from torch.profiler import ProfilerActivity, profile
+
+    model = resnet50_like().cuda()
+    select = filterwatch.LayerSelection(kernel_sizes=["3x3"])
+    for _ in range(3):
+        filterwatch.analyze(model, select=select)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        filterwatch.analyze(model, select=select)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cpu_time_total", row_limit=40)
+    (out / "gpu_profile.txt").write_text(table)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="gpu-check")
@@ -114,6 +132,7 @@ def main() -> int:
     stats["share_of_nominal"] = None if nominal is None else stats["tbps"] / nominal
     result["stats_pass"] = stats
     result["resnet50_ms"] = _resnet50()
+    _profile(out)
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
     r = result["resnet50_ms"]
     lines = [

@@ -11,6 +11,7 @@ __all__ = ["orthogonality"]
 
 _BLOCKS = 8  # row blocks per Gram matrix: only the upper triangle of blocks is computed
 _MIN_BLOCK = 64
+_GPU_FULL = 16384  # on a GPU, one whole Gram matrix up to this many output filters (1 GiB)
 
 
 def _orthogonality_update(rows: torch.Tensor) -> torch.Tensor:
@@ -24,6 +25,10 @@ def _orthogonality_update(rows: torch.Tensor) -> torch.Tensor:
     norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
     unit = rows / torch.where(norms == 0, torch.ones_like(norms), norms)
     n = unit.shape[0]
+    if rows.is_cuda and n <= _GPU_FULL:  # FLOPs are cheap there, kernel launches are not
+        gram = unit @ unit.T
+        gram.diagonal().sub_(1.0)
+        return gram.abs().sum(dtype=torch.float64)
     block = max(_MIN_BLOCK, -(-n // _BLOCKS))
     total = torch.zeros((), dtype=torch.float64, device=rows.device)
     for i in range(0, n, block):

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from ._filters import _filter_matrix, _output_filter_matrix
-from .entropy import _variance_entropy_compute, _variance_entropy_update
+from .entropy import MomentSums, _variance_entropy_compute, _variance_entropy_update
 from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
@@ -152,7 +152,7 @@ def _layer_stats_update(
     local_peak = torch.where(rows.nonfinite > 0, torch.full_like(local_peak, math.nan), local_peak)
     peak = local_peak if peak is None else peak.to(local_peak)
     sparse, _ = _sparsity_update(rows.row_peak, eps, peak)
-    sparse_sums = _variance_entropy_update(f[sparse])
+    sparse_sums = _sparse_sums(f, sparse)
     return LayerStats(
         n=int(f.shape[0]), k=int(f.shape[1]), c_out=int(w.shape[0]), peak=peak,
         nonfinite=rows.nonfinite.to(torch.float64), n_sparse=sparse.sum(),
@@ -162,6 +162,17 @@ def _layer_stats_update(
         ortho_abs=_orthogonality_update(_output_filter_matrix(w)) if orthogonality else None,
         scale=scale,
     )
+
+
+def _sparse_sums(f: torch.Tensor, sparse: torch.Tensor) -> MomentSums:
+    """Moments of the sparse filters. On the CPU the few sparse rows are gathered; on a GPU
+    they are masked instead (gathering would wait for the device to count them). Sparse
+    filters are tiny next to the layer, so their raw float32 sums lose nothing that matters."""
+    if not f.is_cuda:
+        return _variance_entropy_update(f[sparse])
+    fs = f * sparse.unsqueeze(1).to(f.dtype)
+    return MomentSums(-1, fs.sum(dim=0, dtype=torch.float64),
+                      (fs.T @ fs).to(torch.float64))
 
 
 def _entropies(stats: Sequence[LayerStats]) -> tuple[list[float], list[float]]:
@@ -189,10 +200,36 @@ def _entropies(stats: Sequence[LayerStats]) -> tuple[list[float], list[float]]:
     return ve, ve_clean
 
 
+_TENSORS = ("peak", "nonfinite", "n_sparse", "s1", "s2", "s1_sparse", "s2_sparse", "abs_sum", "sumsq",
+            "row_l2_sum", "dead", "ortho_abs")
+
+
+def _to_host(stats: Sequence[LayerStats]) -> list[LayerStats]:
+    """The statistics of every layer on the CPU, in one device-to-host copy."""
+    if not any(s.s1.device.type != "cpu" for s in stats):
+        return list(stats)
+    parts = [t.reshape(-1).to(torch.float64) for s in stats for name in _TENSORS
+             if (t := getattr(s, name)) is not None]
+    flat = torch.split(torch.cat(parts).cpu(), [p.numel() for p in parts])
+    out, i = [], 0
+    for s in stats:
+        values: dict[str, Any] = {}
+        for name in _TENSORS:
+            t = getattr(s, name)
+            if t is not None:
+                host = flat[i].reshape(t.shape)
+                values[name] = host.to(torch.bool) if name == "dead" else host
+                i += 1
+        out.append(s._replace(**values))
+    return out
+
+
 def _layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
-    """Every layer's numbers from its statistics, with a single transfer to the host."""
+    """Every layer's numbers from its statistics: one copy to the host, then the small K x K
+    eigendecompositions there (one batched call per kernel size)."""
     if not stats:
         return []
+    stats = _to_host(stats)
     ve, ve_clean = _entropies(stats)
     scalars = torch.stack([torch.stack([
         s.peak, s.nonfinite, s.n_sparse.to(s.peak), s.abs_sum, s.row_l2_sum, s.sumsq,

@@ -53,10 +53,27 @@ def has_sharded_parameters(module: nn.Module) -> bool:
     return bool(_fsdp1_roots(module)) or any(is_sharded(p) for p in module.parameters())
 
 
+def _ensure_root_initialised(root: nn.Module) -> None:
+    """Let the FSDP1 root finish its lazy initialisation before any of its units is summoned.
+
+    Before the first forward (a snapshot at the start of training), summoning a nested unit
+    would make that unit initialise itself as a root, and the real root's first forward then
+    fails an internal assertion. Summoning the root itself (only its own parameters) runs the
+    root's lazy initialisation the way its forward would."""
+    if getattr(root, "_is_root", False) is None:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with FSDP.summon_full_params(root, recurse=False, writeback=False):
+            pass
+
+
 def fsdp1_units(module: nn.Module) -> dict[nn.Module, nn.Module]:
     """Each module inside an FSDP1 unit -> its innermost FSDP1 unit (empty without FSDP1)."""
-    if not _fsdp1_roots(module):
+    roots = _fsdp1_roots(module)
+    if not roots:
         return {}
+    for root in roots:
+        _ensure_root_initialised(root)
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     owner: dict[nn.Module, nn.Module] = {}
