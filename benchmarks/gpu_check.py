@@ -83,9 +83,10 @@ def _resnet50() -> dict[str, float]:
 
 def _profile(out: Path) -> None:
     """Where one analyze() of ResNet-50 shapes spends its time (CPU and CUDA), for the record."""
-    import filterwatch
     from tests.models import resnet50_like
     from torch.profiler import ProfilerActivity, profile
+
+    import filterwatch
 
     model = resnet50_like().cuda()
     select = filterwatch.LayerSelection(kernel_sizes=["3x3"])
