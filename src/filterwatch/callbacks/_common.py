@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
-from ..layers import ConvLayer, LayerSelection, discover_layers
+from ..layers import ConvLayer, LayerSelection, discover_layers, has_sharded_parameters
 
 __all__: list[str] = []
 
 
-def current_layers(module: nn.Module, selection: LayerSelection) -> list[ConvLayer]:
-    """The selected conv layers of the LightningModule right now ([] when there are none)."""
-    return discover_layers(module, select=selection)
+def current_layers(trainer: Any, pl_module: nn.Module, selection: LayerSelection) -> list[ConvLayer]:
+    """The selected conv layers of the LightningModule right now ([] when there are none).
+
+    Sharded models are read through the strategy's wrapper (``trainer.model``): an FSDP1 root
+    wraps the LightningModule from outside, and its units can only be summoned correctly
+    when the root is known. Wrapper segments are stripped from the names either way."""
+    wrapped = getattr(trainer, "model", None)
+    if isinstance(wrapped, nn.Module) and wrapped is not pl_module and has_sharded_parameters(pl_module):
+        return discover_layers(wrapped, select=selection)
+    return discover_layers(pl_module, select=selection)
 
 
 def has_conv(layers: Sequence[ConvLayer]) -> bool:

@@ -124,7 +124,7 @@ class FilterGate(Callback):
         self.schedule.begin(trainer.global_step)
         if self.schedule.fresh(trainer.global_step):
             self.schedule.skip(trainer.global_step)  # no check before training has done anything
-        layers = current_layers(pl_module, self.selection)
+        layers = current_layers(trainer, pl_module, self.selection)
         if not has_conv(layers):
             rank_zero_warn("FilterGate found no conv layers to check; it stays idle.")
             self._idle = True
@@ -148,7 +148,7 @@ class FilterGate(Callback):
             return
         violations: list[Violation] = []
         if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
-            layers = current_layers(pl_module, self.selection)
+            layers = current_layers(trainer, pl_module, self.selection)
             report, _ = self.monitor.measure(layers, trainer.global_step)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations

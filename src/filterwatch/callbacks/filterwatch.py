@@ -153,7 +153,7 @@ class FilterWatch(MonitorViews, Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.schedule.begin(trainer.global_step)
         self._sharded = has_sharded_parameters(pl_module)
-        layers = current_layers(pl_module, self.selection)
+        layers = current_layers(trainer, pl_module, self.selection)
         if not has_conv(layers):
             rank_zero_warn("FilterWatch found no conv layers to watch (with this selection); "
                            "it stays idle and training continues.")
@@ -188,8 +188,16 @@ class FilterWatch(MonitorViews, Callback):
         if self.schedule.due_epoch(trainer.current_epoch, trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step)
 
-    @_guarded
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._final(trainer, pl_module)
+        # rank zero measured and wrote alone: let every rank leave together, so that no rank
+        # tears its process group down while another still holds it (gloo aborts then).
+        # Outside the guard: a monitor disabled on one rank only must not skip the barrier.
+        if trainer.world_size > 1:
+            trainer.strategy.barrier("filterwatch_train_end")
+
+    @_guarded
+    def _final(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.schedule.fresh(trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step, final=True)
         if trainer.is_global_zero and self.history_file and self.history:
@@ -209,7 +217,7 @@ class FilterWatch(MonitorViews, Callback):
                   final: bool = False) -> None:
         start = time.perf_counter()
         if trainer.is_global_zero or self._sharded:
-            layers = current_layers(pl_module, self.selection)
+            layers = current_layers(trainer, pl_module, self.selection)
             self._warn_on_surgery(layers)
             report, new_alerts = self.monitor.measure(layers, step, final=final,
                                                       source=type(pl_module).__name__)
