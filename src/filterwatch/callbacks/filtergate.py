@@ -17,6 +17,7 @@ from ..layers import has_sharded_parameters
 from ..monitor import Monitor, Schedule
 from ..reference import Reference
 from ._common import current_layers, has_conv
+from .filterwatch import FilterWatch
 
 __all__ = ["FilterGate", "GateMode", "GateStoppingReason"]
 
@@ -86,6 +87,7 @@ class FilterGate(Callback):
         self.last_verdict: Verdict | None = None
         self._idle = False
         self._sharded = False
+        self._shared_with: FilterWatch | None = None
 
     @property
     def state_key(self) -> str:
@@ -93,10 +95,13 @@ class FilterGate(Callback):
                                         **self.schedule.key())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"failures": self.failures, "stopped_step": self.stopped_step,
-                "stopping_reason": self.stopping_reason.value,
-                "stopping_reason_message": self.stopping_reason_message,
-                "monitor": self.monitor.state_dict(), "schedule": self.schedule.state_dict()}
+        state = {"failures": self.failures, "stopped_step": self.stopped_step,
+                 "stopping_reason": self.stopping_reason.value,
+                 "stopping_reason_message": self.stopping_reason_message,
+                 "schedule": self.schedule.state_dict()}
+        if self._shared_with is None:  # a shared Monitor is stored once, by FilterWatch
+            state["monitor"] = self.monitor.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.failures = int(state_dict.get("failures", 0))
@@ -130,8 +135,21 @@ class FilterGate(Callback):
             self._idle = True
             return
         self._sharded = has_sharded_parameters(pl_module)
-        if trainer.is_global_zero or self._sharded:
+        self._share(trainer, pl_module, layers)
+        if self._shared_with is None and (trainer.is_global_zero or self._sharded):
             self.monitor.ensure_reference(layers)
+
+    def _share(self, trainer: pl.Trainer, pl_module: pl.LightningModule, layers: list[Any]) -> None:
+        """Use the Monitor of a FilterWatch on the same trainer: one reference and one analysis
+        per step for both. Only when it fits: the watch measures every layer the gate checks,
+        and the gate was given no reference of its own."""
+        watch = next((cb for cb in trainer.callbacks if isinstance(cb, FilterWatch)), None)  # type: ignore[attr-defined]
+        if watch is None or watch.disabled or self.monitor.user_reference:
+            return
+        watched = {layer.name for layer in current_layers(trainer, pl_module, watch.selection)}
+        if all(layer.name in watched for layer in layers):
+            self.monitor = watch.monitor
+            self._shared_with = watch
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -148,7 +166,8 @@ class FilterGate(Callback):
             return
         violations: list[Violation] = []
         if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
-            layers = current_layers(trainer, pl_module, self.selection)
+            owner = self if self._shared_with is None else self._shared_with
+            layers = current_layers(trainer, pl_module, owner.selection)
             report, _ = self.monitor.measure(layers, trainer.global_step)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations

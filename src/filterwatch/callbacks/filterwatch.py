@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from ..errors import InputError
 from ..integrations.tensorboard import TensorBoardSink
 from ..layers import LayerSelection, check_selection, has_sharded_parameters
+from ..measure import KernelRead
 from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
 from ..reference import Reference
 from ..report import to_table
@@ -80,12 +81,15 @@ class FilterWatch(MonitorViews, Callback):
         select: which layers (a :class:`filterwatch.LayerSelection`, as in ``analyze``).
         reference: compare against this :class:`~filterwatch.Reference` or reference file
             instead of the weights at the start of fit.
-        reference_device: where the fit-start weights are kept (``"cpu"``, or e.g. ``"cuda"``).
+        reference_device: where the fit-start weights are kept (default: where the weights
+            live; ``"cpu"`` to spare GPU memory).
         alert_rules: thresholds of the change alerts.
         images_every: write filter grids and heatmaps on every k-th snapshot (and the last).
         histograms: write per-layer histograms to TensorBoard.
-        history_file: name of the JSON Lines history written next to the logs at the end
-            (``None`` to skip).
+        history_file: name of the JSON Lines history next to the logs: every snapshot, appended
+            as it is taken (``None`` to skip).
+        keep_reports: how many of the latest reports ``callback.history`` and the checkpoint
+            keep (the history file keeps all).
         strict: let monitoring errors propagate instead of disabling the monitor.
 
     Example:
@@ -105,11 +109,12 @@ class FilterWatch(MonitorViews, Callback):
         orthogonality_every: int = 1,
         select: LayerSelection | None = None,
         reference: Reference | str | Path | None = None,
-        reference_device: str | torch.device = "cpu",
+        reference_device: str | torch.device | None = None,
         alert_rules: AlertRules | None = None,
         images_every: int = 10,
         histograms: bool = True,
         history_file: str | None = "filterwatch_history.jsonl",
+        keep_reports: int = 100,
         strict: bool = False,
     ) -> None:
         self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=max_overhead)
@@ -117,7 +122,8 @@ class FilterWatch(MonitorViews, Callback):
             raise InputError(f"`images_every` expected an integer >= 1, got {images_every!r}")
         self.selection = check_selection(select)
         self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
-                               alert_rules=alert_rules, reference_device=reference_device)
+                               alert_rules=alert_rules, reference_device=reference_device,
+                               keep_reports=keep_reports)
         self.images_every = images_every
         self.histograms = histograms
         self.history_file = history_file
@@ -159,21 +165,19 @@ class FilterWatch(MonitorViews, Callback):
                            "it stays idle and training continues.")
             self.disabled = True
             return
-        if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
-            self.monitor.ensure_reference(layers)
-        # sharded weights: rank zero cannot read kernels alone (a gather is collective), so
-        # TensorBoard gets no per-kernel histograms or filter grids there
-        self._sinks = [TensorBoardSink(lg.experiment, scalars=False, images_every=self.images_every,
-                                       histograms=self.histograms and not self._sharded,
-                                       filter_images=not self._sharded)
-                       for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if self._resumed_at is not None:  # drop what a crashed run logged after the checkpoint
-            for sink in self._sinks:
-                sink.purge_after(self._resumed_at)
+        # the reference is taken from the first snapshot's own read (or from the checkpoint)
+        if trainer.is_global_zero:
+            self._sinks = [TensorBoardSink(lg.experiment, scalars=False, images_every=self.images_every,
+                                           histograms=self.histograms)
+                           for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+            if self._resumed_at is not None:  # drop what a crashed run logged after the checkpoint
+                for sink in self._sinks:
+                    sink.purge_after(self._resumed_at)
+            self._start_history_file(trainer)
         if not trainer.loggers and not self._warned_no_logger:
             self._warned_no_logger = True
             rank_zero_warn("FilterWatch: the trainer has no logger; the history is kept in "
-                           "memory (callback.history) and written at the end.")
+                           "memory (callback.history) and in the history file.")
         if self.schedule.fresh(trainer.global_step):  # not when resuming right after a snapshot
             self._snapshot(trainer, pl_module, trainer.global_step)
 
@@ -200,36 +204,52 @@ class FilterWatch(MonitorViews, Callback):
     def _final(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.schedule.fresh(trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step, final=True)
-        if trainer.is_global_zero and self.history_file and self.history:
-            folder = _log_dir(trainer)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                self.monitor.write_history(folder / self.history_file)
-            except OSError as exc:  # unwritable or full disk: the run itself is not at stake
-                rank_zero_warn(f"FilterWatch could not write its history to {folder}: {exc}; "
-                               "it stays available as callback.history.")
-                return
-            rank_zero_info(f"FilterWatch: {len(self.history)} snapshots, {len(self.alerts)} alerts; "
-                           f"history in {folder / self.history_file}")
+        path = self.monitor.history_path
+        rank_zero_info(f"FilterWatch: {len(self.history)} snapshots, {len(self.alerts)} alerts"
+                       + (f"; history in {path}" if path is not None else ""))
+
+    def _start_history_file(self, trainer: pl.Trainer) -> None:
+        if not self.history_file:
+            return
+        folder = _log_dir(trainer)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.monitor.start_history_file(folder / self.history_file, self._resumed_at)
+        except OSError as exc:  # unwritable or full disk: the run itself is not at stake
+            self._history_failed(str(exc))
+
+    def _history_failed(self, exc: str) -> None:
+        self.monitor.history_path = None
+        rank_zero_warn(f"FilterWatch could not write its history file: {exc}; the history stays "
+                       "available as callback.history.")
 
     # -- internals ------------------------------------------------------------------------
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int,
                   final: bool = False) -> None:
         start = time.perf_counter()
-        if trainer.is_global_zero or self._sharded:
+        if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
             layers = current_layers(trainer, pl_module, self.selection)
             self._warn_on_surgery(layers)
+            collectors = [sink.collector(final) for sink in self._sinks]
+
+            def on_kernel(read: KernelRead) -> None:
+                for collect in collectors:
+                    collect(read)
+
             report, new_alerts = self.monitor.measure(layers, step, final=final,
-                                                      source=type(pl_module).__name__)
+                                                      source=type(pl_module).__name__,
+                                                      on_kernel=on_kernel if collectors else None)
         if trainer.is_global_zero:
-            spent = time.perf_counter() - start
+            if self.monitor.history_error:
+                self._history_failed(self.monitor.history_error)
+                self.monitor.history_error = ""
             metrics = self.monitor.scalars(report)
-            metrics["filterwatch/overhead_ms"] = spent * 1000.0
+            metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
             for lg in trainer.loggers:
                 lg.log_metrics(metrics, step=step)
             for sink in list(self._sinks):
                 try:
-                    sink.write(report, layers, self.history, new_alerts, self.reference,
+                    sink.write(report, self.history, new_alerts, self.reference,
                                scalars=metrics, final=final)
                 except OSError as exc:  # unwritable / full log directory
                     self._sinks.remove(sink)

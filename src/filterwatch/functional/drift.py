@@ -49,11 +49,14 @@ class DriftBasis(NamedTuple):
 
 
 class DriftResult(NamedTuple):
-    """Result of :func:`drift`: the total ``value`` and the weighted per-component terms
-    ``components`` (``(K,)``, summing to ``value``): which basis direction moved."""
+    """Result of :func:`drift`: the total ``value``, the weighted per-component terms
+    ``components`` (``(K,)``, summing to ``value``: which basis direction moved), and the
+    histogram ``counts`` ``(K, bins)`` of the compared set's coefficients (on the reference's
+    bins; row 0 is the first principal component)."""
 
     value: float
     components: torch.Tensor
+    counts: torch.Tensor | None = None
 
 
 def peak_scale(filters: torch.Tensor) -> torch.Tensor:
@@ -151,7 +154,7 @@ def _drift_compute(ref_counts: torch.Tensor, cur_counts: torch.Tensor,
     p, q = _normalised(ref_counts), _normalised(cur_counts)
     sym_kl = ((p - q) * (p.log() - q.log())).sum(dim=1)  # KL(P‖Q) + KL(Q‖P)
     components = explained.to(sym_kl) * sym_kl
-    return DriftResult(float(components.sum()), components)
+    return DriftResult(float(components.sum()), components, cur_counts)
 
 
 def drift(current: torch.Tensor, reference: DriftBasis) -> DriftResult:

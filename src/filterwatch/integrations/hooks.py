@@ -80,11 +80,12 @@ class Watcher(MonitorViews):
     def snapshot(self, layers: Sequence[ConvLayer], step: int, final: bool = False) -> Report:
         """Measure ``layers`` now, as the snapshot of ``step``; log it and place the next one."""
         start = time.perf_counter()
-        report, new_alerts = self.monitor.measure(layers, step, final=final)
+        collect = None if self._sink is None else self._sink.collector(final)
+        report, new_alerts = self.monitor.measure(layers, step, final=final, on_kernel=collect)
         metrics = self.monitor.scalars(report)
         metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
         if self._sink is not None:
-            self._sink.write(report, layers, self.history, new_alerts, self.reference,
+            self._sink.write(report, self.history, new_alerts, self.reference,
                              scalars=metrics, final=final)
         self.schedule.record(step, time.perf_counter() - start)
         return report

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
-from ..functional.drift import _histograms, peak_scale
-from ..layers import ConvLayer
+from ..functional.drift import peak_scale
+from ..measure import KernelRead
 from ..monitor import Alert
 from ..reference import Reference
 from ..report import Report
@@ -64,31 +64,78 @@ def filter_grid(weight: torch.Tensor, max_filters: int = 32, max_inputs: int = 8
     """A grid ``(3, H, W)``: one row per output filter (the first ``max_filters``), its first
     ``max_inputs`` kernel slices side by side, each output filter normalised to its own peak
     (zero is mid-grey). 1D kernels show as 1-pixel-high strips; 3D kernels by their middle
-    depth slice.
+    depth slice. Only the small corner that is drawn leaves the weight's device.
 
     Example:
         >>> filter_grid(torch.randn(4, 2, 3, 3), cell=1).shape
         torch.Size([3, 17, 9])
     """
-    w = weight.detach().to("cpu", torch.float32)[:max_filters, :max_inputs]
+    w = weight.detach()[:max_filters, :max_inputs].to("cpu", torch.float32)
     if w.ndim == 3:
         w = w.unsqueeze(2)
     while w.ndim > 4:
         w = w.select(2, w.shape[2] // 2)
     c_out, c_in, kh, kw = w.shape
-    scaled = peak_scale(w.reshape(c_out, -1)).reshape(c_out, c_in, kh, kw)
+    scaled = (peak_scale(w.reshape(c_out, -1)).reshape(c_out, c_in, kh, kw) + 1) / 2
+    # each slice padded by one NaN row and column (the white separators), then tiled
+    padded = torch.full((c_out, c_in, kh + 1, kw + 1), math.nan)
+    padded[:, :, 1:, 1:] = scaled
     canvas = torch.full((c_out * (kh + 1) + 1, c_in * (kw + 1) + 1), math.nan)
-    for i in range(c_out):
-        for j in range(c_in):
-            canvas[1 + i * (kh + 1): 1 + i * (kh + 1) + kh, 1 + j * (kw + 1): 1 + j * (kw + 1) + kw] = (
-                scaled[i, j] + 1) / 2
+    canvas[:-1, :-1] = padded.permute(0, 2, 1, 3).reshape(c_out * (kh + 1), c_in * (kw + 1))
     img = _colour(canvas)
     img[:, canvas.isnan()] = 1.0  # white separators
     return _upscale(img, cell)
 
 
+class _Histogram(NamedTuple):
+    """A histogram computed where the values live; only these few numbers reach the host."""
+
+    lo: float
+    hi: float
+    num: float
+    total: float
+    total_sq: float
+    counts: list[float]
+
+
+_HIST_BINS = 30
+
+
+def _histogram(values: torch.Tensor) -> _Histogram | None:
+    """Counts in ``_HIST_BINS`` bins between the min and max, computed on the values' device
+    (``None`` for non-finite values, whose histogram would say nothing)."""
+    v = values.detach().reshape(-1).to(torch.float32)
+    if v.numel() == 0:
+        return None
+    lo_t, hi_t = torch.aminmax(v)
+    lo, hi, total, total_sq = torch.stack([lo_t, hi_t, v.sum(), v.square().sum()]).double().tolist()
+    if not all(math.isfinite(x) for x in (lo, hi, total, total_sq)):
+        return None
+    if hi - lo > 1e-30 * max(abs(lo), abs(hi), 1e-30) and math.isfinite(hi - lo):
+        counts = torch.histc(v, bins=_HIST_BINS, min=lo, max=hi).tolist()
+    else:  # one value (or a range float32 cannot split): a single bucket
+        counts = [float(v.numel())] + [0.0] * (_HIST_BINS - 1)
+    return _Histogram(lo, hi, float(v.numel()), total, total_sq, counts)
+
+
+class _Extras(NamedTuple):
+    """What TensorBoard gets of one layer at one snapshot, taken from the snapshot's read."""
+
+    norms: _Histogram | None
+    weights: _Histogram | None
+    pc1: list[float] | None
+    grid: torch.Tensor | None
+
+
 class TensorBoardSink:
-    """Writes snapshots to a ``SummaryWriter``; scalars optional (Lightning logs them itself)."""
+    """Writes snapshots to a ``SummaryWriter``; scalars optional (Lightning logs them itself).
+
+    Per-kernel extras (histograms of filter norms and weights, the first principal
+    coefficient against the reference's, filter images) are taken while the snapshot holds
+    each kernel: pass :meth:`collector` as the snapshot's ``on_kernel``, then :meth:`write`.
+    They are computed on the kernel's device and only a few numbers reach the host; the sink
+    never reads a kernel itself.
+    """
 
     def __init__(self, writer: Any, *, scalars: bool = True, images_every: int = 10,
                  histograms: bool = True, max_image_layers: int = 16,
@@ -101,6 +148,8 @@ class TensorBoardSink:
         self.max_image_layers = max_image_layers
         self._layout_done = False
         self._count = 0
+        self._pending: dict[str, _Extras] = {}
+        self._reference_pc1_done: set[str] = set()
 
     def purge_after(self, step: int) -> None:
         """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
@@ -121,58 +170,79 @@ class TensorBoardSink:
         self.writer.add_custom_scalars({"filterwatch: layers": charts, "filterwatch: model": model})
         self._layout_done = True
 
-    def write(self, report: Report, layers: Sequence[ConvLayer], history: Sequence[Report],
-              new_alerts: Sequence[Alert], reference: Reference | None, *, scalars: dict[str, float],
-              final: bool = False) -> None:
+    def _images_due(self, final: bool) -> bool:
+        return final or self._count % self.images_every == 0
+
+    def collector(self, final: bool = False) -> Callable[[KernelRead], None]:
+        """The ``on_kernel`` hook of the next snapshot: keeps this sink's extras of each kernel."""
+        self._pending = {}
+        images = self.filter_images and self._images_due(final)
+
+        def collect(read: KernelRead) -> None:
+            w = read.weight
+            hist = self.histograms  # non-finite weights give no histogram (see _histogram)
+            grid = None
+            if images and read.position < self.max_image_layers:
+                grid = filter_grid(w)
+            norms = weights = pc1 = None
+            if hist:
+                norms = _histogram(torch.linalg.vector_norm(w.reshape(-1, read.layer.kernel_numel), dim=1))
+                weights = _histogram(w)
+                pc1 = None if read.drift_counts is None else read.drift_counts[0].tolist()
+            self._pending[read.layer.name] = _Extras(norms, weights, pc1, grid)
+
+        return collect
+
+    def write(self, report: Report, history: Sequence[Report], new_alerts: Sequence[Alert],
+              reference: Reference | None, *, scalars: dict[str, float], final: bool = False) -> None:
         step = int(report.step or 0)
         if not self._layout_done:
             self.layout()
         if self.write_scalars:
             for tag, value in scalars.items():
                 self.writer.add_scalar(tag, value, step)
-        if self.histograms:
-            self._histograms(layers, reference, step)
-        if final or self._count % self.images_every == 0:
-            self._images(layers, history, step)
+        for name, extras in self._pending.items():
+            self._layer_extras(name, extras, reference, report, step)
+        self._pending = {}
+        if self._images_due(final):
+            self._heatmaps(history, step)
         if new_alerts:
             self._alerts(new_alerts, step)
         self._count += 1
         self.writer.flush()
 
-    def _histograms(self, layers: Sequence[ConvLayer], ref: Reference | None, step: int) -> None:
-        for layer in layers:
-            if layer.unavailable:
-                continue
-            w = layer.kernel().detach().to("cpu", torch.float64)
-            if not bool(torch.isfinite(w).all()):
-                continue
-            filters = w.reshape(-1, layer.kernel_numel)
-            self.writer.add_histogram(f"filterwatch/{layer.name}/filter_norms",
-                                      torch.linalg.vector_norm(filters, dim=1), step)
-            self.writer.add_histogram(f"filterwatch/{layer.name}/weights", w.reshape(-1), step)
-            group = None if ref is None else ref.groups.get(ref.key_for(layer))
-            if group is not None and group.kernel_size == layer.kernel_size:
-                self._coefficients(layer.name, filters, group.basis, step)
+    def _layer_extras(self, name: str, extras: _Extras, reference: Reference | None, report: Report,
+                      step: int) -> None:
+        for tag, h in (("filter_norms", extras.norms), ("weights", extras.weights)):
+            if h is not None:
+                edges = torch.linspace(h.lo, h.hi if h.hi > h.lo else h.lo + 1.0, _HIST_BINS + 1)
+                self.writer.add_histogram_raw(
+                    f"filterwatch/{name}/{tag}", min=h.lo, max=h.hi, num=h.num, sum=h.total,
+                    sum_squares=h.total_sq, bucket_limits=edges[1:].tolist(), bucket_counts=h.counts,
+                    global_step=step)
+        if extras.pc1 is not None and reference is not None:
+            layer = next((x for x in report.layers if x.name == name), None)
+            group = None if layer is None else _group_of(reference, name)
+            if group is not None:
+                self._pc1(name, "current", extras.pc1, group.basis, step)
+                if name not in self._reference_pc1_done:  # constant: logged once
+                    self._pc1(name, "reference", group.basis.hist[0].tolist(), group.basis, step)
+                    self._reference_pc1_done.add(name)
+        if extras.grid is not None:
+            self.writer.add_image(f"filterwatch_filters/{name}", extras.grid, step)
 
-    def _coefficients(self, name: str, filters: torch.Tensor, basis: Any, step: int) -> None:
-        """First principal coefficient, current vs reference, on the reference's bins."""
-        coef = (peak_scale(filters) - basis.mean) @ basis.basis.T
-        bins = int(basis.hist.shape[1])
+    def _pc1(self, name: str, tag: str, counts: list[float], basis: Any, step: int) -> None:
+        """First principal coefficient on the reference's bins."""
+        bins = len(counts)
         edges = torch.linspace(basis.lo, basis.hi, bins + 1, dtype=torch.float64)
-        current = _histograms(coef[:, :1], basis.lo, basis.hi, bins)[0]
-        for tag, counts in (("current", current), ("reference", basis.hist[0])):
-            total = float(counts.sum())
-            centres = (edges[:-1] + edges[1:]) / 2
-            self.writer.add_histogram_raw(
-                f"filterwatch_drift/{name}/pc1_{tag}", min=basis.lo, max=basis.hi, num=total,
-                sum=float((counts * centres).sum()), sum_squares=float((counts * centres**2).sum()),
-                bucket_limits=edges[1:].tolist(), bucket_counts=counts.tolist(), global_step=step,
-            )
+        c = torch.tensor(counts, dtype=torch.float64)
+        centres = (edges[:-1] + edges[1:]) / 2
+        self.writer.add_histogram_raw(
+            f"filterwatch_drift/{name}/pc1_{tag}", min=basis.lo, max=basis.hi, num=float(c.sum()),
+            sum=float((c * centres).sum()), sum_squares=float((c * centres**2).sum()),
+            bucket_limits=edges[1:].tolist(), bucket_counts=counts, global_step=step)
 
-    def _images(self, layers: Sequence[ConvLayer], history: Sequence[Report], step: int) -> None:
-        for layer in layers[: self.max_image_layers] if self.filter_images else []:
-            if not layer.unavailable:
-                self.writer.add_image(f"filterwatch_filters/{layer.name}", filter_grid(layer.kernel()), step)
+    def _heatmaps(self, history: Sequence[Report], step: int) -> None:
         names = [layer.name for layer in history[-1].layers] if history else []
         for m in HEATMAP_MEASURES:
             rows = [[_value(r, name, m) for r in history] for name in names]
@@ -183,6 +253,11 @@ class TensorBoardSink:
         lines = ["| step | layer | alert | value |", "|---:|---|---|---:|"]
         lines += [f"| {a.step} | `{a.layer}` | {a.message} | {a.value:.3f} |" for a in alerts]
         self.writer.add_text("filterwatch/alerts", "\n".join(lines), step)
+
+
+def _group_of(reference: Reference, name: str) -> Any:
+    """The reference group a per-layer reference keeps for ``name`` (None otherwise)."""
+    return reference.groups.get(name) if reference.grouping == "layer" else None
 
 
 def _value(report: Report, name: str, measure: str) -> float | None:

@@ -20,9 +20,9 @@ from ..layers import (
     load_state_dict,
     select_layers,
 )
-from ..reference import Matching, Reference, check_matching, compare_to_reference
+from ..reference import Matching, Reference, ReferencePlan, check_matching
 from ..report import Report
-from .engine import Precision, check_precision, measure_layers
+from .engine import KernelRead, Precision, check_precision, measure_layers
 
 __all__ = ["analyze", "analyze_layers"]
 
@@ -95,12 +95,12 @@ class _Options:
         self.matching = check_matching(matching)
 
     def run(self, layers: Sequence[ConvLayer], *, source: str, settings: Mapping[str, object],
-            progress: Callable[[int, int, str], None] | None, step: int | None = None) -> Report:
+            progress: Callable[[int, int, str], None] | None, step: int | None = None,
+            on_kernel: Callable[[KernelRead], None] | None = None) -> Report:
+        plan = None if self.reference is None else ReferencePlan(layers, self.reference, self.matching)
         reports = measure_layers(layers, sparsity_eps=self.sparsity_eps,
                                  orthogonality=self.orthogonality, precision=self.precision,
-                                 progress=progress)
-        if self.reference is not None:
-            compare_to_reference(layers, reports, self.reference, self.matching)
+                                 progress=progress, plan=plan, on_kernel=on_kernel)
         all_settings: dict[str, object] = {"sparsity_eps": self.sparsity_eps, **settings}
         if self.precision != "float32":
             all_settings["precision"] = self.precision
@@ -122,7 +122,11 @@ def analyze_layers(
     precision: Precision = "float32",
     progress: Callable[[int, int, str], None] | None = None,
     step: int | None = None,
+    on_kernel: Callable[[KernelRead], None] | None = None,
 ) -> Report:
-    """:func:`analyze` on layers that were already discovered (used by the monitors)."""
+    """:func:`analyze` on layers that were already discovered (used by the monitors);
+    ``on_kernel`` sees each kernel while the snapshot holds it (see
+    :func:`~filterwatch.measure.engine.measure_layers`)."""
     options = _Options(sparsity_eps, orthogonality, precision, reference, matching)
-    return options.run(layers, source=source, settings=settings or {}, progress=progress, step=step)
+    return options.run(layers, source=source, settings=settings or {}, progress=progress, step=step,
+                       on_kernel=on_kernel)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -32,10 +32,11 @@ from ..functional.stats import (
     _row_stats,
 )
 from ..layers import ConvLayer
+from ..reference.compare import Comparison, ReferencePlan
 from ..report import LayerReport
 from ..report.registry import select
 
-__all__ = ["PRECISIONS", "Precision", "check_precision", "layer_stats", "measure_layers",
+__all__ = ["PRECISIONS", "KernelRead", "Precision", "check_precision", "layer_stats", "measure_layers",
            "reports_from_stats", "unavailable_report"]
 
 Precision = Literal["float32", "float64"]
@@ -145,22 +146,54 @@ def reports_from_stats(layers: Sequence[ConvLayer], stats: Sequence[LayerStats])
     return [_report(layer, s, v) for layer, s, v in zip(layers, stats, values, strict=True)]
 
 
+class KernelRead(NamedTuple):
+    """One layer's kernel as a snapshot read it, handed to ``on_kernel`` while it is in hand.
+
+    Attributes:
+        position: the layer's index in the measured list.
+        layer: the layer.
+        weight: its kernel in ``(C_out, C_in/groups, *kernel)`` layout, on its own device.
+        drift_counts: ``(K, bins)`` histogram counts of its coefficients on the reference's
+            basis (row 0: the first principal component), when drift was measured.
+    """
+
+    position: int
+    layer: ConvLayer
+    weight: torch.Tensor
+    drift_counts: torch.Tensor | None
+
+
 def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                    orthogonality: bool = True, precision: Precision = "float32",
-                   progress: Progress | None = None) -> list[LayerReport]:
-    """Every measure for every layer; kernels are read one layer at a time, and a layer whose
-    kernel cannot be read gets a report that says why."""
+                   progress: Progress | None = None, plan: ReferencePlan | None = None,
+                   on_kernel: Callable[[KernelRead], None] | None = None) -> list[LayerReport]:
+    """Every measure for every layer from **one read of each kernel**: the statistics, the
+    comparison with the reference (``plan``) and whatever ``on_kernel`` takes from the kernel
+    (TensorBoard histograms, filter images, reference weights) all come from that read.
+
+    Kernels are read one layer at a time (under sharding each read is one all-gather); a
+    layer whose kernel cannot be read gets a report that says why."""
     ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
-    stats = []
+    stats, comparisons = [], {}
     with torch.no_grad():
         for i, layer in enumerate(layers):
             if not layer.unavailable:
-                stats.append(layer_stats(layer.kernel(), sparsity_eps, orthogonality=orthogonality,
+                weight = layer.kernel()
+                stats.append(layer_stats(weight, sparsity_eps, orthogonality=orthogonality,
                                          precision=precision))
+                if plan is not None:
+                    comparisons[i] = plan.compare(i, weight)
+                if on_kernel is not None:
+                    counts = comparisons[i].counts if i in comparisons else None
+                    on_kernel(KernelRead(i, layer, weight, counts))
+                del weight
             if progress is not None:
                 progress(i + 1, len(layers), layer.name)
         measured = reports_from_stats([layers[i] for i in ready], stats)
     out = [unavailable_report(layer) for layer in layers]
     for i, report in zip(ready, measured, strict=True):
         out[i] = report
+    if plan is not None:
+        for i, report in enumerate(out):
+            plan.apply(report, comparisons.get(i) or Comparison(drift_reason=plan.targets[i].drift_reason))
     return out

@@ -9,7 +9,7 @@ It keeps no reference to the model between calls.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ from .._atomic import write_text_atomic
 from ..errors import InputError
 from ..functional.sparsity import _check_eps
 from ..layers import ConvLayer, LayerSelection
-from ..measure import analyze_layers
-from ..reference import Matching, Reference
-from ..report import Report, history_table
+from ..measure import KernelRead, analyze_layers
+from ..reference import Comparison, Matching, Reference, ReferencePlan
+from ..report import Report, history_table, summarize
 from ..report.registry import select
 from .alerts import Alert, AlertRules, AlertTracker
 
@@ -41,7 +41,10 @@ class Monitor:
             costly measure); the final snapshot always has it.
         sparsity_eps: see :func:`filterwatch.functional.sparsity`.
         alert_rules: thresholds of the change alerts.
-        reference_device: where the fit-start reference weights live (``"cpu"`` by default).
+        reference_device: where the fit-start reference weights live (default: where the
+            weights themselves live, so relative change needs no copy).
+        keep_reports: how many of the latest reports the history (and a checkpoint) keeps;
+            the JSON Lines history that the callbacks write keeps every one.
     """
 
     def __init__(
@@ -51,7 +54,8 @@ class Monitor:
         orthogonality_every: int = 1,
         sparsity_eps: float = 0.01,
         alert_rules: AlertRules | None = None,
-        reference_device: str | torch.device = "cpu",
+        reference_device: str | torch.device | None = None,
+        keep_reports: int = 100,
     ) -> None:
         every = orthogonality_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -66,7 +70,12 @@ class Monitor:
         self.user_reference = reference is not None
         self.orthogonality_every = orthogonality_every
         self.sparsity_eps = sparsity_eps
-        self.reference_device = torch.device(reference_device)
+        self.reference_device = None if reference_device is None else torch.device(reference_device)
+        if isinstance(keep_reports, bool) or not isinstance(keep_reports, int) or keep_reports < 1:
+            raise InputError(f"`keep_reports` expected an integer >= 1, got {keep_reports!r}")
+        self.keep_reports = keep_reports
+        self.history_path: Path | None = None
+        self.history_error = ""  # why the history file stopped, if it did
         self.tracker = AlertTracker(alert_rules or AlertRules())
         self.history: list[Report] = []
 
@@ -74,26 +83,66 @@ class Monitor:
     def alerts(self) -> list[Alert]:
         return self.tracker.alerts
 
-    def ensure_reference(self, layers: Sequence[ConvLayer]) -> None:
-        """Take the fit-start reference from ``layers`` unless one exists already."""
-        if self.reference is not None:
-            return
-        state = {f"{layer.name}.weight": layer.kernel().to(self.reference_device)
-                 for layer in layers if not layer.unavailable}
+    def _build_reference(self, weights: dict[str, torch.Tensor]) -> None:
+        """The fit-start reference, from kernels a snapshot already read (kept where the
+        weights live unless ``reference_device`` says otherwise)."""
+        state = {f"{name}.weight": w if self.reference_device is None else w.to(self.reference_device)
+                 for name, w in weights.items()}
         ref = Reference.build(state, snapshot=True, select=LayerSelection.everything())
         ref.sources = ["weights at the start of monitoring"]
         self.reference = ref
 
+    def ensure_reference(self, layers: Sequence[ConvLayer]) -> None:
+        """Take the fit-start reference from ``layers`` (one read each) unless one exists."""
+        if self.reference is None:
+            with torch.no_grad():
+                self._build_reference({layer.name: layer.kernel().clone()
+                                       for layer in layers if not layer.unavailable})
+
     def measure(self, layers: Sequence[ConvLayer], step: int, *, final: bool = False,
-                source: str = "") -> tuple[Report, list[Alert]]:
-        """Measure one snapshot; appends to the history and returns the new alerts."""
-        self.ensure_reference(layers)
+                source: str = "", on_kernel: Callable[[KernelRead], None] | None = None,
+                ) -> tuple[Report, list[Alert]]:
+        """Measure one snapshot, reading each kernel once; appends to the history and returns
+        the new alerts. ``on_kernel`` sees each kernel while the snapshot holds it.
+
+        A second call at the step of the last snapshot returns that snapshot (no new
+        analysis, no new alerts): FilterWatch and FilterGate share one Monitor that way."""
+        if self.history and self.history[-1].step == step and not final:
+            return self.history[-1], []
+        first = self.reference is None
+        captured: dict[str, torch.Tensor] = {}
+
+        def hook(read: KernelRead) -> None:
+            if first:
+                captured[read.layer.name] = read.weight.detach().clone()
+            if on_kernel is not None:
+                on_kernel(read)
+
         ortho = final or len(self.history) % self.orthogonality_every == 0
         report = analyze_layers(layers, source=source, sparsity_eps=self.sparsity_eps,
                                 orthogonality=ortho, reference=self.reference, matching=_LENIENT,
-                                step=step)
+                                step=step, on_kernel=hook)
+        if first:
+            self._compare_first(layers, report, captured)
         self.history.append(report)
+        self._append_history(report)
+        if len(self.history) > self.keep_reports:
+            del self.history[: len(self.history) - self.keep_reports]
         return report, self.tracker.update(report)
+
+    def _compare_first(self, layers: Sequence[ConvLayer], report: Report,
+                       captured: dict[str, torch.Tensor]) -> None:
+        """The first snapshot is the reference: compare it from the kernels it read."""
+        self._build_reference(captured)
+        assert self.reference is not None
+        plan = ReferencePlan(layers, self.reference, _LENIENT)
+        with torch.no_grad():
+            for i, (layer, lr) in enumerate(zip(layers, report.layers, strict=True)):
+                w = captured.get(layer.name)
+                plan.apply(lr, plan.compare(i, w) if w is not None
+                           else Comparison(drift_reason=plan.targets[i].drift_reason))
+        report.settings["reference"] = ", ".join(self.reference.sources)
+        report.summary = summarize(report.layers)
 
     @staticmethod
     def scalars(report: Report, prefix: str = "filterwatch") -> dict[str, float]:
@@ -118,7 +167,7 @@ class Monitor:
         return {
             "reference": ref,
             "user_reference": self.user_reference,
-            "history": [r.to_json(indent=None) for r in self.history],
+            "history": [r.to_json(indent=None) for r in self.history[-self.keep_reports:]],
             "alerts": self.tracker.state_dict(),
         }
 
@@ -127,15 +176,43 @@ class Monitor:
         if ref is not None and not (self.user_reference and self.reference is not None):
             self.reference = Reference.from_tensors(dict(ref["tensors"]), json.loads(ref["meta"]),
                                                     "<checkpoint>")
-            if self.reference_device.type != "cpu":
+            if self.reference_device is not None:
                 self.reference.snapshot = {k: v.to(self.reference_device)
                                            for k, v in self.reference.snapshot.items()}
         self.history = [Report.from_json(text, where="checkpoint") for text in state.get("history", [])]
         self.tracker.load_state_dict(state.get("alerts", {}))
 
-    def write_history(self, path: Path) -> None:
-        """The history as JSON Lines (one report per line), written atomically."""
-        write_text_atomic(path, "".join(r.to_json(indent=None) for r in self.history))
+    def start_history_file(self, path: Path, resumed_at: int | None = None) -> None:
+        """Start the JSON Lines history at ``path`` (every report, one per line, appended as
+        it is taken). After a resume from a checkpoint taken at ``resumed_at``, the lines of
+        earlier steps are kept and those a crashed run wrote after it are dropped."""
+        kept = ""
+        if resumed_at is not None and path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = "".join(line for line in lines if _step_of(line) is not None
+                           and _step_of(line) <= resumed_at)  # type: ignore[operator]
+        write_text_atomic(path, kept)
+        self.history_path = path
+
+    def _append_history(self, report: Report) -> None:
+        """Append ``report`` to the JSON Lines history file, if one was started. A failure
+        (an unwritable or full disk) stops the file, not the run: see ``history_error``."""
+        if self.history_path is None:
+            return
+        try:
+            with open(self.history_path, "a", encoding="utf-8") as fh:
+                fh.write(report.to_json(indent=None))
+        except OSError as exc:
+            self.history_path = None
+            self.history_error = f"{type(exc).__name__}: {exc}"
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        step = json.loads(line).get("step")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
 
 
 class MonitorViews:

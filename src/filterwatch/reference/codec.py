@@ -45,7 +45,7 @@ def encode(groups: Mapping[str, ReferenceGroup], snapshot: Mapping[str, torch.Te
         meta_groups.append({"key": key, "kernel_size": list(g.kernel_size), "layers": g.layers,
                             "lo": g.basis.lo, "hi": g.basis.hi, "n": g.basis.n})
     for name, w in snapshot.items():
-        tensors[f"snapshot.{name}"] = w.contiguous()
+        tensors[f"snapshot.{name}"] = w.cpu().contiguous()
     meta = {"format": FORMAT, "version": VERSION, **header, "groups": meta_groups,
             "snapshot": sorted(snapshot)}
     return tensors, meta

@@ -1,20 +1,52 @@
-"""Drift and relative change of a model's layers against a :class:`Reference`."""
+"""Drift and relative change of a model's layers against a :class:`Reference`.
+
+Two steps, so that a snapshot reads each kernel once: :class:`ReferencePlan` matches the
+layers to the reference and checks that they fit *before* any kernel is read (a mismatch is
+an error up front); :meth:`ReferencePlan.compare` then works on a kernel that was already
+read for the other measures, and :meth:`ReferencePlan.apply` writes the result into the
+layer's report.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ..functional.drift import drift, drift_noise_floor
+from ..functional.drift import drift
 from ..functional.norms import relative_change
 from ..layers import ConvLayer, format_kernel_size
 from ..report import LayerReport
+from .group import ReferenceGroup
 from .matching import Matching, match_layers
 from .reference import Reference
 
-__all__ = ["compare_to_reference"]
+__all__ = ["Comparison", "ReferencePlan", "compare_to_reference"]
+
+
+class _Target(NamedTuple):
+    """What one layer is compared with; the reasons say why something is missing."""
+
+    group: ReferenceGroup | None
+    ref_name: str | None
+    drift_reason: str = ""
+    change_reason: str = ""
+
+
+class Comparison(NamedTuple):
+    """One layer against the reference: drift (its per-component terms, its noise floor, the
+    histogram counts of the layer's coefficients) and relative change; reasons for what is
+    undefined."""
+
+    drift: float | None = None
+    components: list[float] | None = None
+    noise: float | None = None
+    counts: torch.Tensor | None = None
+    relative_change: float | None = None
+    drift_reason: str = ""
+    change_reason: str = ""
 
 
 def _names_for(layers: Sequence[ConvLayer], ref: Reference, matching: Matching) -> dict[str, str]:
@@ -27,48 +59,79 @@ def _names_for(layers: Sequence[ConvLayer], ref: Reference, matching: Matching) 
                         shapes=shapes, allow_unmatched=matching.allow_unmatched)
 
 
-def _one(layer: ConvLayer, report: LayerReport, ref: Reference, ref_name: str | None,
-         lenient: bool) -> None:
-    if layer.unavailable:
-        report.undefined["drift"] = layer.unavailable
-        return
-    if ref_name is None:
-        report.undefined["drift"] = "no matching layer in the reference"
-        return
-    key = ref.key_for(layer, ref_name)
-    group = ref.groups.get(key)
-    if group is None:
-        report.undefined["drift"] = f"the reference has no group `{key}`"
-        return
-    if group.kernel_size != layer.kernel_size:
-        if lenient:  # e.g. model surgery during training: explain, don't fail
-            report.undefined["drift"] = (
-                f"the reference group `{key}` has {format_kernel_size(group.kernel_size)} kernels, "
-                f"the layer now has {format_kernel_size(layer.kernel_size)}")
-            if ref.snapshot:
-                report.undefined["relative_change"] = "no reference weights of the same shape"
-            return
-        raise InputError(
-            f"layer `{layer.name}`: reference group `{key}` expected "
-            f"{format_kernel_size(group.kernel_size)} kernels, got "
-            f"{format_kernel_size(layer.kernel_size)}; hint: the reference was built from another model"
-        )
-    w = layer.kernel()
-    try:
-        result = drift(w, group.basis)
-        report.drift = result.value
-        report.drift_components = result.components.tolist()
-        report.drift_noise = drift_noise_floor(group.basis, layer.n_filters)
-    except UndefinedMeasureError as exc:
-        report.undefined["drift"] = str(exc)
-    snap = ref.snapshot.get(ref_name)
-    if snap is not None and tuple(snap.shape) == tuple(w.shape):
-        if int((~torch.isfinite(w)).sum()) == 0:
-            report.relative_change = relative_change(w, snap)
-        else:
-            report.undefined["relative_change"] = "the weight holds non-finite values"
-    elif ref.snapshot:
-        report.undefined["relative_change"] = "no reference weights of the same shape"
+class ReferencePlan:
+    """Which reference group (and snapshot) each layer is compared with, decided up front.
+
+    Raises:
+        InputError: layers that cannot be matched to the reference, or a kernel-size
+            mismatch (with ``matching.allow_unmatched`` both become a reason next to a null
+            drift).
+    """
+
+    def __init__(self, layers: Sequence[ConvLayer], reference: Reference,
+                 matching: Matching | None = None) -> None:
+        self.reference = reference
+        matching = matching or Matching()
+        names = _names_for(layers, reference, matching)
+        self.targets = [self._target(layer, names.get(layer.name), matching.allow_unmatched)
+                        for layer in layers]
+
+    def _target(self, layer: ConvLayer, ref_name: str | None, lenient: bool) -> _Target:
+        ref = self.reference
+        if layer.unavailable:
+            return _Target(None, ref_name, layer.unavailable)
+        if ref_name is None:
+            return _Target(None, None, "no matching layer in the reference")
+        key = ref.key_for(layer, ref_name)
+        group = ref.groups.get(key)
+        if group is None:
+            return _Target(None, ref_name, f"the reference has no group `{key}`")
+        if group.kernel_size != layer.kernel_size:
+            if not lenient:
+                raise InputError(
+                    f"layer `{layer.name}`: reference group `{key}` expected "
+                    f"{format_kernel_size(group.kernel_size)} kernels, got "
+                    f"{format_kernel_size(layer.kernel_size)}; hint: the reference was built "
+                    "from another model")
+            # e.g. model surgery during training: explain, don't fail
+            why = (f"the reference group `{key}` has {format_kernel_size(group.kernel_size)} kernels, "
+                   f"the layer now has {format_kernel_size(layer.kernel_size)}")
+            change = "no reference weights of the same shape" if ref.snapshot else ""
+            return _Target(None, ref_name, why, change)
+        return _Target(group, ref_name)
+
+    def compare(self, index: int, weight: torch.Tensor) -> Comparison:
+        """Drift and relative change of layer ``index``, whose kernel ``weight`` was read."""
+        target = self.targets[index]
+        if target.group is None:
+            return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
+        out: dict[str, object] = {}
+        try:
+            result = drift(weight, target.group.basis)
+            n = int(weight.shape[0] * weight.shape[1])
+            out.update(drift=result.value, components=result.components.tolist(), counts=result.counts,
+                       noise=self.reference.noise_floor(target.group.key, n))
+        except UndefinedMeasureError as exc:
+            out["drift_reason"] = str(exc)
+        snap = self.reference.snapshot_on(target.ref_name, weight.device)
+        if snap is not None and tuple(snap.shape) == tuple(weight.shape):
+            if out.get("drift_reason"):  # the kernel holds NaN/Inf
+                out["change_reason"] = "the weight holds non-finite values"
+            else:
+                out["relative_change"] = relative_change(weight, snap)
+        elif self.reference.snapshot:
+            out["change_reason"] = "no reference weights of the same shape"
+        return Comparison(**out)  # type: ignore[arg-type]
+
+    @staticmethod
+    def apply(report: LayerReport, c: Comparison) -> None:
+        """Write a comparison into the layer's report."""
+        report.drift, report.drift_components, report.drift_noise = c.drift, c.components, c.noise
+        report.relative_change = c.relative_change
+        if c.drift_reason:
+            report.undefined["drift"] = c.drift_reason
+        if c.change_reason:
+            report.undefined["relative_change"] = c.change_reason
 
 
 def compare_to_reference(
@@ -78,14 +141,15 @@ def compare_to_reference(
     matching: Matching | None = None,
 ) -> None:
     """Fill ``drift``, ``drift_components``, ``drift_noise`` (what sampling alone would give,
-    see :func:`filterwatch.functional.drift_noise_floor`) and ``relative_change`` in place.
+    see :func:`filterwatch.functional.drift_noise_floor`) and ``relative_change`` in place,
+    reading each kernel once (``analyze(..., reference=...)`` does this within its own read).
 
     Raises:
-        InputError: layers that cannot be matched to the reference, or a kernel-size
-            mismatch (with ``matching.allow_unmatched`` both become a reason next to a null drift).
+        InputError: see :class:`ReferencePlan`.
     """
-    matching = matching or Matching()
-    names = _names_for(layers, reference, matching)
+    plan = ReferencePlan(layers, reference, matching)
     with torch.no_grad():
-        for layer, report in zip(layers, reports, strict=True):
-            _one(layer, report, reference, names.get(layer.name), matching.allow_unmatched)
+        for i, (layer, report) in enumerate(zip(layers, reports, strict=True)):
+            weight = None if layer.unavailable else layer.kernel()
+            plan.apply(report, plan.compare(i, weight) if weight is not None else
+                       Comparison(drift_reason=plan.targets[i].drift_reason))

@@ -20,7 +20,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import InputError, NoConvLayersError
-from ..functional.drift import BINS, drift_basis
+from ..functional.drift import BINS, drift_basis, drift_noise_floor
 from ..layers import (
     ConvLayer,
     LayerSelection,
@@ -60,6 +60,23 @@ class Reference:
     created: str = ""
     filterwatch_version: str = __version__
     bins: int = BINS
+    _noise: dict[tuple[str, int], float] = field(default_factory=dict, repr=False, compare=False)
+
+    def noise_floor(self, key: str, n: int) -> float:
+        """The drift that sampling alone gives for ``n`` filters against group ``key``
+        (:func:`~filterwatch.functional.drift_noise_floor`), computed once per group and size."""
+        cached = self._noise.get((key, n))
+        if cached is None:
+            cached = self._noise[(key, n)] = drift_noise_floor(self.groups[key].basis, n)
+        return cached
+
+    def snapshot_on(self, name: str | None, device: torch.device) -> torch.Tensor | None:
+        """The reference weights of layer ``name`` on ``device`` (moved there once, then kept
+        there: a snapshot compares with the weights where they live)."""
+        snap = None if name is None else self.snapshot.get(name)
+        if snap is not None and snap.device != device:
+            snap = self.snapshot[name] = snap.to(device)  # type: ignore[index]
+        return snap
 
     def key_for(self, layer: ConvLayer, name: str | None = None) -> str:
         """Group key of ``layer`` (``name`` overrides its name, for matched layers)."""
@@ -124,7 +141,7 @@ class Reference:
                 members.setdefault(key, []).append(layer.name)
                 ref.layer_shapes.setdefault(layer.name, list(layer.shape))
                 if snapshot:
-                    ref.snapshot[layer.name] = w.to("cpu", copy=True).contiguous()
+                    ref.snapshot[layer.name] = w.clone().contiguous()  # where the weights live
         for key, parts in pooled.items():
             basis = drift_basis(torch.cat(parts).to(torch.float64), bins=bins)
             ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])))
