@@ -13,7 +13,8 @@ from filterwatch import FilterGate, FilterWatch
 from filterwatch.layers import ConvLayer
 from tests.lightning_helpers import TinyNet, loader, trainer
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:FilterWatch. the trainer has no logger:UserWarning")]
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore:FilterWatch. the trainer has no logger:UserWarning")]
 
 N_LAYERS = 2  # TinyNet's conv layers
 
