@@ -62,6 +62,35 @@ def _stats_bandwidth() -> dict[str, float]:
     return {"rows": f.shape[0], "seconds": t, "tbps": f.numel() * 4 / t / 1e12}
 
 
+def _kernel_sweep(f: torch.Tensor) -> dict[str, float]:
+    """TB/s of the statistics kernel for a few launch shapes (for tuning; informative only)."""
+    from filterwatch.measure import _triton_stats as ts
+
+    n, k = f.shape
+    kp = max(16, ts._next_pow2(k))
+    out = {}
+    for block in (64, 128, 256):
+        for warps in (2, 4, 8):
+            for programs in (132, 528, 2112):
+                n_blocks = -(-n // block)
+                grid = min(n_blocks, programs)
+                buf = dict(
+                    shift=torch.zeros(kp, device=f.device), peak=torch.empty(n, device=f.device),
+                    l2=torch.empty(n, device=f.device),
+                    part=torch.empty(grid, 2, dtype=torch.float64, device=f.device),
+                    s1=torch.empty(grid, kp, dtype=torch.float64, device=f.device),
+                    s2=torch.empty(grid, kp, kp, dtype=torch.float64, device=f.device))
+
+                def run(grid: int = grid, block: int = block, warps: int = warps,
+                        n_blocks: int = n_blocks, buf: dict[str, torch.Tensor] = buf) -> None:
+                    ts._kernel()[(grid,)](f, buf["shift"], buf["peak"], buf["l2"], buf["part"], buf["s1"],
+                                          buf["s2"], n, f.stride(0), n_blocks, K=k, KP=kp, BLOCK=block,
+                                          num_warps=warps)
+                t = _cuda_time(run, 5)[2]
+                out[f"block={block} warps={warps} programs={programs}"] = f.numel() * 4 / t / 1e12
+    return out
+
+
 def _resnet50() -> dict[str, float]:
     from tests.models import resnet50_like
 
@@ -132,6 +161,10 @@ def main() -> int:
     nominal = next((v for k, v in NOMINAL_TBPS.items() if k in name), None)
     stats["share_of_nominal"] = None if nominal is None else stats["tbps"] / nominal
     result["stats_pass"] = stats
+    sweep = _kernel_sweep(torch.randn(1 << 25, 9, device="cuda"))
+    result["kernel_sweep_tbps"] = sweep
+    best = max(sweep, key=sweep.__getitem__)
+    print(f"best kernel launch: {best}: {sweep[best]:.2f} TB/s", flush=True)
     result["resnet50_ms"] = _resnet50()
     _profile(out)
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")

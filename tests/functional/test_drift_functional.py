@@ -36,7 +36,7 @@ def test_matches_numpy_pipeline(name: str) -> None:
 
 def test_identity_and_symmetry() -> None:
     a, b = trained_like_layer(32, 16, seed=1), random_layer(32, 16, seed=2)
-    assert drift(a, drift_basis(a)).value == 0.0
+    assert drift(a, drift_basis(a)).value == pytest.approx(0.0)
     # symmetric in the histograms: swapping P and Q in one basis gives the same value
     basis = drift_basis(a)
     from filterwatch.functional.drift import _drift_compute, _histograms
@@ -72,15 +72,15 @@ def test_drift_grows_along_interpolation_to_random(seed: int) -> None:
     basis = drift_basis(ref)
     steps = (0.0, 0.05, 0.1, 0.2, 0.4)
     values = [drift((1 - t) * ref + t * other, basis).value for t in steps]
-    assert values[0] == 0.0
+    assert values[0] == pytest.approx(0.0)
     assert all(b > a for a, b in itertools.pairwise(values)), values
     assert drift(other, basis).value > values[-1]  # the far end is farther still
 
 
 def test_degenerate_references() -> None:
     zero = drift_basis(torch.zeros(4, 4, 3, 3))
-    assert float(zero.explained.sum()) == 0.0
-    assert drift(random_layer(4, 4), zero).value == 0.0  # no variance to weigh
+    assert float(zero.explained.sum()) == pytest.approx(0.0)
+    assert drift(random_layer(4, 4), zero).value == pytest.approx(0.0)  # no variance to weigh
     with pytest.raises(UndefinedMeasureError, match="at least 2 filters"):
         drift_basis(torch.randn(1, 1, 3, 3))
     with pytest.raises(InputError, match="expected filters of 9 values"):
@@ -93,7 +93,7 @@ def test_degenerate_references() -> None:
 
 def test_filter_matrix_input_is_accepted() -> None:
     w = trained_like_layer(8, 8, seed=2)
-    assert drift(w.reshape(-1, 9), drift_basis(w.reshape(-1, 9))).value == 0.0
+    assert drift(w.reshape(-1, 9), drift_basis(w.reshape(-1, 9))).value == pytest.approx(0.0)
 
 
 def test_noise_floor_matches_same_distribution_draws() -> None:

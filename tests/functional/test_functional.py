@@ -66,8 +66,8 @@ def test_zeroed_filters_count_as_sparse() -> None:
 def test_zero_layer() -> None:
     w = torch.zeros(8, 4, 3, 3)
     r = sparsity(w)
-    assert r.value == 1.0 and r.threshold == 1.0
-    assert variance_entropy(w).entropy == 0.0
+    assert r.value == pytest.approx(1.0) and r.threshold == pytest.approx(1.0)
+    assert variance_entropy(w).entropy == pytest.approx(0.0)
     with pytest.raises(UndefinedMeasureError, match="fewer than 2"):
         variance_entropy(w, mask=~r.mask)
     # Each zero row adds |0 - 1| = 1 through the diagonal (as torchconvquality does), so an
@@ -78,7 +78,7 @@ def test_zero_layer() -> None:
 
 def test_duplicated_filters_have_zero_ve() -> None:
     pattern = torch.randn(1, 1, 3, 3)
-    assert variance_entropy(pattern.repeat(37, 5, 1, 1)).entropy == 0.0
+    assert variance_entropy(pattern.repeat(37, 5, 1, 1)).entropy == pytest.approx(0.0)
     scaled = torch.randn(37, 5, 1, 1) * pattern  # scaled copies: one direction
     assert variance_entropy(scaled).entropy < 1e-10
 
@@ -153,7 +153,7 @@ def test_norms_dead_nonfinite_relative_change() -> None:
     assert nonfinite_count(w) == 2
     a = torch.ones(2, 2, 3)
     assert relative_change(a * 1.5, a) == pytest.approx(0.5)
-    assert relative_change(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2)) == 0.0
+    assert relative_change(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2)) == pytest.approx(0.0)
     assert relative_change(torch.ones(1, 1, 2), torch.zeros(1, 1, 2)) == math.inf
     with pytest.raises(InputError, match="expected shape"):
         relative_change(a, torch.ones(2, 2, 4))

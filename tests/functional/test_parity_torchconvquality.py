@@ -75,7 +75,7 @@ def test_zero_layer_matches_where_defined() -> None:
         assert getattr(ours, key) == pytest.approx(float(theirs[key]), abs=1e-5), key
     # every filter is sparse: the reference reports 0 for the VE of an empty set (and a
     # divide-by-zero warning); here it is undefined, with a reason
-    assert theirs["variance_entropy_clean"] == 0.0
+    assert theirs["variance_entropy_clean"] == pytest.approx(0.0)
     assert ours.variance_entropy_clean is None
     assert "fewer than 2 filters" in ours.undefined["variance_entropy_clean"]
 

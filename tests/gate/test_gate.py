@@ -106,11 +106,12 @@ def test_load_rules_from_pyproject_and_files(tmp_path: Path) -> None:
         "max-sparsity = false\n"
     )
     config = load_rules(search_from=tmp_path)
-    assert config.rules.max_sparsity == 0.3 and config.rules.min_orthogonality == 0.1
+    assert config.rules.max_sparsity == pytest.approx(0.3)
+    assert config.rules.min_orthogonality == pytest.approx(0.1)
     assert config.for_layer("head.0").max_sparsity is None
     plain = tmp_path / "gate.toml"
     plain.write_text("max-dead-channels = 0.1\n")
-    assert load_rules(plain).rules.max_dead_channels == 0.1
+    assert load_rules(plain).rules.max_dead_channels == pytest.approx(0.1)
     assert load_rules(search_from=tmp_path / "nowhere").rules == GateRules()
     bad = tmp_path / "bad.toml"
     bad.write_text("max-sparsity = = 1\n")
@@ -120,7 +121,7 @@ def test_load_rules_from_pyproject_and_files(tmp_path: Path) -> None:
 
 def test_assert_filters_healthy() -> None:
     report = assert_filters_healthy(trained_state(), max_sparsity=0.25)
-    assert report.layer("2").sparsity == 0.0
+    assert report.layer("2").sparsity == pytest.approx(0.0)
     with pytest.raises(AssertionError) as info:
         assert_filters_healthy(damaged(0.3), max_sparsity=0.25)
     text = str(info.value)

@@ -82,6 +82,8 @@ def test_filterwatch_and_filtergate_on_cuda(tmp_path: Path) -> None:
     watch = FilterWatch(every_n_steps=2)
     tr = _fit(tmp_path, [watch], TinyNet(), max_epochs=2)
     assert [r.step for r in watch.history] == list(range(0, 17, 2))
+    assert watch.reference is not None
+    assert all(t.is_cuda for t in watch.reference.snapshot.values())  # kept where the weights live
     final = analyze(tr.lightning_module.cpu(), reference=watch.reference)
     for key in ("sparsity", "variance_entropy", "orthogonality", "drift", "relative_change"):
         got, want = watch.history[-1].layer("body.2").value(key), final.layer("body.2").value(key)

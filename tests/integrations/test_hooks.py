@@ -44,7 +44,7 @@ def test_snapshots_on_schedule_and_equal_to_analyze(tmp_path: Path) -> None:
     writer.close()
     assert _hook_count(model) == before
     assert [r.step for r in w.history] == [0, 3, 6]
-    assert w.history[0].layer("2").drift == 0.0
+    assert w.history[0].layer("2").drift == pytest.approx(0.0)
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
     assert [e.step for e in acc.Scalars("filterwatch/2/sparsity")] == [0, 3, 6]

@@ -54,7 +54,7 @@ def test_pointwise_left_out_by_default_and_depth_counts_all() -> None:
     all_layers = discover_layers(resnet18_like(8), select=LayerSelection.everything())
     assert len(all_layers) == 20 and len(layers) == 17
     assert [layer.depth for layer in all_layers] == list(range(20))
-    assert all_layers[-1].depth_norm == 1.0 and all_layers[0].depth_norm == 0.0
+    assert all_layers[-1].depth_norm == pytest.approx(1.0) and all_layers[0].depth_norm == pytest.approx(0.0)
     assert all(layer.kernel_size != (1, 1) for layer in layers)
 
 

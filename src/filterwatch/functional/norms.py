@@ -65,7 +65,7 @@ def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:
 
     Example:
         >>> import torch
-        >>> relative_change(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, 2))
+        >>> round(relative_change(torch.full((1, 1, 2), 2.0), torch.ones(1, 1, 2)), 12)
         1.0
     """
     w = _as_float64(_check_weight(weight))
