@@ -184,6 +184,9 @@ class FilterWatch(MonitorViews, Callback):
     @_guarded
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._sharded and self.schedule.undecided and self.schedule.by_step:
+            self.schedule.due(trainer.global_step)  # the adaptive decision: rank zero's counts
+            self.schedule.next_step = int(trainer.strategy.broadcast(self.schedule.next_step, src=0))
         if self.schedule.due(trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step)
 

@@ -144,9 +144,9 @@ def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
 
 
 def _normalised(counts: torch.Tensor) -> torch.Tensor:
-    p = counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
+    p = counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
     p = torch.where(p == 0, torch.full_like(p, EMPTY_BIN), p)
-    return p / p.sum(dim=1, keepdim=True)
+    return p / p.sum(dim=-1, keepdim=True)
 
 
 def _drift_compute(ref_counts: torch.Tensor, cur_counts: torch.Tensor,
@@ -211,9 +211,7 @@ def drift_noise_floor(reference: DriftBasis, n: int, draws: int = 16, seed: int 
     hist = reference.hist.to("cpu", torch.float64)
     p = hist / hist.sum(dim=1, keepdim=True).clamp_min(1.0)
     explained = reference.explained.to("cpu", torch.float64)
-    total = 0.0
-    for _ in range(draws):
-        a = torch.poisson((reference.n * p).expand(*p.shape), generator=gen)
-        b = torch.poisson((n * p).expand(*p.shape), generator=gen)
-        total += _drift_compute(a, b, explained).value
-    return total / draws
+    a = _normalised(torch.poisson((reference.n * p).expand(draws, *p.shape), generator=gen))
+    b = _normalised(torch.poisson((n * p).expand(draws, *p.shape), generator=gen))
+    sym_kl = ((a - b) * (a.log() - b.log())).sum(dim=-1)  # (draws, K)
+    return float((sym_kl * explained).sum(dim=-1).mean())

@@ -60,7 +60,7 @@ def heatmap(rows: Sequence[Sequence[float | None]], cell: int = 8) -> torch.Tens
 
 
 def filter_grid(weight: torch.Tensor, max_filters: int = 32, max_inputs: int = 8,
-                cell: int = 6) -> torch.Tensor:
+                cell: int = 4) -> torch.Tensor:
     """A grid ``(3, H, W)``: one row per output filter (the first ``max_filters``), its first
     ``max_inputs`` kernel slices side by side, each output filter normalised to its own peak
     (zero is mid-grey). 1D kernels show as 1-pixel-high strips; 3D kernels by their middle
@@ -204,7 +204,7 @@ class TensorBoardSink:
         for name, extras in self._pending.items():
             self._layer_extras(name, extras, reference, report, step)
         self._pending = {}
-        if self._images_due(final):
+        if self._images_due(final) and len(history) > 1:  # one column says nothing yet
             self._heatmaps(history, step)
         if new_alerts:
             self._alerts(new_alerts, step)

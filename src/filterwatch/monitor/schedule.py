@@ -17,6 +17,8 @@ from ..errors import InputError
 
 __all__ = ["Schedule", "check_interval"]
 
+_UNDECIDED = -1
+
 
 def check_interval(name: str, value: object) -> int | None:
     """A schedule interval is a positive integer or None (booleans are refused)."""
@@ -61,6 +63,7 @@ class Schedule:
         self.overhead_s = 0.0
         self._clock = clock
         self._origin: tuple[float, float, int] | None = None  # (time, overhead, step) at begin
+        self._last_spent = 0.0
 
     @property
     def adaptive(self) -> bool:
@@ -75,9 +78,19 @@ class Schedule:
         """Training (re)starts at ``step``: the adaptive mode measures time from here."""
         self._origin = (self._clock(), self.overhead_s, step)
 
+    @property
+    def undecided(self) -> bool:
+        """Adaptive mode before a training step was timed: :meth:`due` decides at the next
+        step (under sharding the caller broadcasts that decision so that ranks agree)."""
+        return self.next_step < 0
+
     def due(self, step: int) -> bool:
         """Whether a step-triggered snapshot is due at ``step``."""
-        return self.by_step and step >= self.next_step and step != self.last_step
+        if not self.by_step or step == self.last_step:
+            return False
+        if self.undecided:
+            self.next_step = self._adaptive_next(step)
+        return step >= self.next_step
 
     def due_epoch(self, epoch: int, step: int) -> bool:
         """Whether an epoch-triggered snapshot is due at the end of ``epoch`` (0-based)."""
@@ -104,13 +117,25 @@ class Schedule:
             return (step // self.every_n_steps + 1) * self.every_n_steps
         if not self.adaptive:
             return self.next_step
+        self._last_spent = spent_s
+        if self._origin is None or step <= self._origin[2]:
+            return _UNDECIDED  # no training step timed yet: decide at the next step
+        return self._adaptive_next(step)
+
+    def _adaptive_next(self, step: int) -> int:
+        """The first step at which everything the monitor has spent since training (re)started,
+        plus one more snapshot like the last, stays within ``max_overhead`` of the training
+        time: the start and final snapshots and every extra count against the budget."""
         assert self.max_overhead is not None
         t0, overhead0, step0 = self._origin or (self._clock(), self.overhead_s, step)
-        if step <= step0:  # no training step timed yet: measure one before deciding
+        if step <= step0:
             return step + 1
         training = max(self._clock() - t0 - (self.overhead_s - overhead0), 1e-9)
         per_step = training / (step - step0)
-        return step + max(1, math.ceil(spent_s / (self.max_overhead * per_step)))
+        spent = self.overhead_s - overhead0 + self._last_spent
+        needed = spent / self.max_overhead - training  # training time still to go
+        last = self.last_step if self.last_step is not None else step0
+        return max(last + 1, step + math.ceil(max(needed, 0.0) / per_step))
 
     def state_dict(self) -> dict[str, Any]:
         return {"next_step": self.next_step, "last_step": self.last_step, "overhead_s": self.overhead_s}
