@@ -82,7 +82,8 @@ def _as_filters(x: torch.Tensor, arg: str) -> torch.Tensor:
 
 def _peak_scale_(filters: torch.Tensor) -> torch.Tensor:
     """In-place peak scaling; raises on NaN/Inf (seen in the per-filter peaks, no extra pass)."""
-    peak = filters.abs().amax(dim=1, keepdim=True)
+    # max(max, -min): two passes, and no |f| copy of the whole set
+    peak = torch.maximum(filters.amax(dim=1, keepdim=True), filters.amin(dim=1, keepdim=True).neg_())
     if not bool(torch.isfinite(peak).all()):
         bad = int((~torch.isfinite(filters)).sum())
         raise UndefinedMeasureError(
