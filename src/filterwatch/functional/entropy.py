@@ -9,7 +9,10 @@ fused engine, :class:`~filterwatch.integrations.metric.FilterMetrics` and
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -53,6 +56,44 @@ class VarianceEntropy(NamedTuple):
     reason: str = ""
 
 
+class _Scratch(threading.local):
+    """Memory that the passes over one layer reuse while a snapshot runs (see
+    :func:`scratch_memory`): a fresh ``(n, K)`` tensor per layer costs page faults on a CPU
+    that take as long as the pass that fills it."""
+
+    active = False
+
+    def __init__(self) -> None:
+        self.buffers: dict[torch.dtype, torch.Tensor] = {}
+
+
+_SCRATCH = _Scratch()
+
+
+@contextlib.contextmanager
+def scratch_memory() -> Iterator[None]:
+    """Within this block, CPU passes over a layer write into one reused buffer; it is freed
+    when the block ends."""
+    outer = _SCRATCH.active
+    _SCRATCH.active = True
+    try:
+        yield
+    finally:
+        _SCRATCH.active = outer
+        if not outer:
+            _SCRATCH.buffers = {}
+
+
+def _scratch_like(t: torch.Tensor) -> torch.Tensor | None:
+    """A buffer shaped like ``t`` to write into, or None (then the caller allocates)."""
+    if not _SCRATCH.active or t.device.type != "cpu":
+        return None
+    buf = _SCRATCH.buffers.get(t.dtype)
+    if buf is None or buf.numel() < t.numel():
+        buf = _SCRATCH.buffers[t.dtype] = torch.empty(t.numel(), dtype=t.dtype)
+    return buf[: t.numel()].view(t.shape)
+
+
 def _variance_entropy_update(filters: torch.Tensor) -> MomentSums:
     """``(n, Σf, Σffᵀ)`` of an ``(n, K)`` filter matrix, as float64 sums.
 
@@ -71,7 +112,8 @@ def _variance_entropy_update(filters: torch.Tensor) -> MomentSums:
         filters = filters.to(torch.float64)
     shift = filters[:_SHIFT_ROWS].mean(dim=0)
     m = shift.to(torch.float64)
-    c = filters - shift
+    out = _scratch_like(filters)
+    c = filters - shift if out is None else torch.sub(filters, shift, out=out)
     q = (n // _CHUNK) * _CHUNK
     s1c = torch.zeros(k, dtype=torch.float64, device=dev)
     s2c = torch.zeros(k, k, dtype=torch.float64, device=dev)

@@ -22,23 +22,25 @@ def _orthogonality_update(rows: torch.Tensor) -> torch.Tensor:
     A zero row stays zero, so its diagonal entry contributes ``|0 - 1| = 1``: this is what
     the reference implementation (``torchconvquality``) does, and we match it.
     """
-    norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
-    unit = rows / torch.where(norms == 0, torch.ones_like(norms), norms)
-    n = unit.shape[0]
+    norms = torch.linalg.vector_norm(rows, dim=1)
+    inv = torch.where(norms == 0, torch.zeros_like(norms), 1.0 / norms)  # a zero row stays zero
+    n = rows.shape[0]
+    # the Gram matrix of the rows as they are, scaled afterwards: C_out² numbers to scale,
+    # instead of a normalised copy of all C_out · D
     if rows.is_cuda and n <= _GPU_FULL:  # FLOPs are cheap there, kernel launches are not
-        gram = unit @ unit.T
+        gram = (rows @ rows.T).mul_(inv[:, None]).mul_(inv[None, :])
         gram.diagonal().sub_(1.0)
         return gram.abs().sum(dtype=torch.float64)
     block = max(_MIN_BLOCK, -(-n // _BLOCKS))
     total = torch.zeros((), dtype=torch.float64, device=rows.device)
     for i in range(0, n, block):
-        a = unit[i : i + block]
-        diag = a @ a.T
-        idx = torch.arange(diag.shape[0], device=diag.device)
-        diag[idx, idx] -= 1.0
+        a = rows[i : i + block]
+        g = (a @ rows[i:].T).mul_(inv[i : i + block, None]).mul_(inv[None, i:])
+        diag = g[:, : a.shape[0]]
+        diag.diagonal().sub_(1.0)
         total += diag.abs().sum(dtype=torch.float64)
-        if i + block < n:
-            total += 2.0 * (a @ unit[i + block :].T).abs().sum(dtype=torch.float64)
+        if a.shape[0] < g.shape[1]:
+            total += 2.0 * g[:, a.shape[0]:].abs().sum(dtype=torch.float64)
     return total
 
 

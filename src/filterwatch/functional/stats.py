@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ._filters import _filter_matrix, _output_filter_matrix
-from .entropy import MomentSums, _variance_entropy_compute, _variance_entropy_update
+from .entropy import MomentSums, _scratch_like, _variance_entropy_compute, _variance_entropy_update
 from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
@@ -89,8 +89,11 @@ class LayerValues(NamedTuple):
 def _row_stats(f: torch.Tensor) -> RowStats:
     """The torch implementation of the per-filter pass (a few passes over ``f``, no copy in
     float64 of the whole matrix; NaN/Inf are counted only in the rows that hold them)."""
-    a = f.abs()
+    out = _scratch_like(f)
+    a = f.abs() if out is None else torch.abs(f, out=out)
     row_peak = a.amax(dim=1)
+    abs_sum = a.sum().to(torch.float64)
+    del a  # the moments below may reuse its memory
     bad_rows = ~torch.isfinite(row_peak)
     if bool(bad_rows.any()):
         nonfinite = _nonfinite_update(f[bad_rows])
@@ -100,7 +103,7 @@ def _row_stats(f: torch.Tensor) -> RowStats:
     return RowStats(
         row_peak=row_peak,
         row_l2=torch.linalg.vector_norm(f, dim=1).to(torch.float64),
-        abs_sum=a.sum().to(torch.float64),
+        abs_sum=abs_sum,
         nonfinite=nonfinite,
         s1=sums.s1, s2=sums.s2,
     )

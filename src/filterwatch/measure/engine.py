@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple
 import torch
 
 from ..errors import InputError
-from ..functional.entropy import _normalize
+from ..functional.entropy import _normalize, scratch_memory
 from ..functional.orthogonality import _orthogonality_compute
 from ..functional.sparsity import _sparsity_compute
 from ..functional.stats import (
@@ -175,7 +175,7 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
     layer whose kernel cannot be read gets a report that says why."""
     ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
     stats, comparisons = [], {}
-    with torch.no_grad():
+    with torch.no_grad(), scratch_memory():
         for i, layer in enumerate(layers):
             if not layer.unavailable:
                 weight = layer.kernel()
