@@ -116,7 +116,7 @@ def _job(model_name: str, method: str) -> Callable[[], Any] | None:
     import torch
 
     import filterwatch
-    from filterwatch.functional import drift, drift_basis
+    from filterwatch.functional import drift, drift_basis, scratch_memory
 
     model = _model(model_name)
     ks = _kernel_sizes(model_name)
@@ -149,8 +149,13 @@ def _job(model_name: str, method: str) -> Callable[[], Any] | None:
     if method == "filterwatch-drift":
         return lambda: sum(drift(c, drift_basis(r)).value for r, c in pairs_t)
     if method == "filterwatch-drift-only":  # the monitor's case: the reference is built once
-        bases = [drift_basis(r) for r, _ in pairs_t]
-        return lambda: sum(drift(c, b).value for (_, c), b in zip(pairs_t, bases, strict=True))
+        bases = [drift_basis(r) for r, _ in pairs_t]  # and a snapshot's layers share buffers
+
+        def drift_only() -> float:
+            with scratch_memory():
+                return sum(drift(c, b).value for (_, c), b in zip(pairs_t, bases, strict=True))
+
+        return drift_only
     pairs_n = [(r.double().numpy(), c.double().numpy()) for r, c in pairs_t]
     return lambda: _numpy_drift(pairs_n)
 

@@ -8,7 +8,7 @@ them into the one-read-per-layer statistics that the engine and ``FilterMetrics`
 """
 
 from .drift import DriftBasis, DriftResult, drift, drift_basis, drift_noise_floor, peak_scale
-from .entropy import VarianceEntropy, random_entropy_threshold, variance_entropy
+from .entropy import VarianceEntropy, random_entropy_threshold, scratch_memory, variance_entropy
 from .norms import dead_channels, filter_norms, nonfinite_count, relative_change
 from .orthogonality import orthogonality
 from .sparsity import SparsityResult, sparsity
@@ -28,6 +28,7 @@ __all__ = [
     "peak_scale",
     "random_entropy_threshold",
     "relative_change",
+    "scratch_memory",
     "sparsity",
     "variance_entropy",
 ]

@@ -20,6 +20,7 @@ import torch
 
 from ..errors import InputError, UndefinedMeasureError
 from ._filters import _check_weight, _filter_matrix
+from .entropy import _scratch
 
 __all__ = ["DriftBasis", "DriftResult", "drift", "drift_basis", "drift_noise_floor", "peak_scale"]
 
@@ -77,7 +78,8 @@ def _as_filters(x: torch.Tensor, arg: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor) and x.ndim == 2:
         x = x.unsqueeze(1)  # (n, 1, K) is a valid weight layout
     f = _filter_matrix(_check_weight(x, arg))
-    return f.to(torch.float64, copy=True)
+    out = _scratch(tuple(f.shape), torch.float64, f.device, "drift-filters")
+    return f.to(torch.float64, copy=True) if out is None else out.copy_(f)
 
 
 def _peak_scale_(filters: torch.Tensor) -> torch.Tensor:
@@ -106,7 +108,9 @@ def _histograms(coef: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Te
 def _histograms_t(coef_t: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
     """Like :func:`_histograms` for ``(K, n)`` coefficients, which it overwrites (in place)."""
     k = coef_t.shape[0]
-    idx = coef_t.sub_(lo).mul_(bins / (hi - lo)).floor_().clamp_(0, bins - 1).to(torch.int64)
+    coef_t.sub_(lo).mul_(bins / (hi - lo)).floor_().clamp_(0, bins - 1)  # whole bin numbers
+    out = _scratch(tuple(coef_t.shape), torch.int64, coef_t.device, "drift-bins")
+    idx = coef_t.to(torch.int64) if out is None else out.copy_(coef_t)
     idx += (torch.arange(k, device=idx.device) * bins)[:, None]
     return torch.bincount(idx.view(-1), minlength=k * bins).reshape(k, bins).to(torch.float64)
 
@@ -186,7 +190,9 @@ def drift(current: torch.Tensor, reference: DriftBasis) -> DriftResult:
             f"{filters.shape[1]}; hint: compare layers of the same kernel size"
         )
     basis = reference.basis.to(filters)
-    coef_t = basis @ filters.sub_(reference.mean.to(filters)).T  # (K, n)
+    centred_t = filters.sub_(reference.mean.to(filters)).T
+    out = _scratch((k, int(filters.shape[0])), torch.float64, filters.device, "drift-coef")
+    coef_t = basis @ centred_t if out is None else torch.mm(basis, centred_t, out=out)  # (K, n)
     counts = _histograms_t(coef_t, reference.lo, reference.hi, int(reference.hist.shape[1]))
     return _drift_compute(reference.hist.to(counts), counts, reference.explained)
 
