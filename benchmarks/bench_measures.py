@@ -147,7 +147,12 @@ def _job(model_name: str, method: str) -> Callable[[], Any] | None:
                 + 0.02 * torch.randn(layer.n_filters, layer.kernel_numel, generator=g))
                for layer in layers]
     if method == "filterwatch-drift":
-        return lambda: sum(drift(c, drift_basis(r)).value for r, c in pairs_t)
+
+        def build_and_drift() -> float:
+            with scratch_memory():
+                return sum(drift(c, drift_basis(r)).value for r, c in pairs_t)
+
+        return build_and_drift
     if method == "filterwatch-drift-only":  # the monitor's case: the reference is built once
         bases = [drift_basis(r) for r, _ in pairs_t]  # and a snapshot's layers share buffers
 

@@ -140,7 +140,8 @@ def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
     basis = _sign_fix(evecs[:, order].T.contiguous())
     total = float(lam.sum())
     explained = lam / total if total > 0 else torch.zeros_like(lam)
-    coef_t = basis @ centred.T  # (K, n)
+    out = _scratch((int(basis.shape[0]), n), torch.float64, centred.device, "drift-coef")
+    coef_t = basis @ centred.T if out is None else torch.mm(basis, centred.T, out=out)  # (K, n)
     lo_t, hi_t = torch.aminmax(coef_t)
     lo, hi = float(lo_t), float(hi_t)
     if hi - lo <= 0.0:

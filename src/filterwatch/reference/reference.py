@@ -21,6 +21,7 @@ from torch import nn
 from .._version import __version__
 from ..errors import InputError, NoConvLayersError
 from ..functional.drift import BINS, drift_basis, drift_noise_floor
+from ..functional.entropy import scratch_memory
 from ..layers import (
     ConvLayer,
     LayerSelection,
@@ -121,6 +122,18 @@ class Reference:
         kernels: dict[str, tuple[int, ...]] = {}
         ref = cls(groups={}, grouping=group, sources=[describe_source(s) for s in many], bins=bins,
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        with scratch_memory():  # the layers' passes share their buffers
+            ref._add_sources(many, group, snapshot, select, pooled, members, kernels)
+            for key, parts in pooled.items():
+                basis = drift_basis(torch.cat(parts).to(torch.float64), bins=bins)
+                ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])))
+        return ref
+
+    def _add_sources(self, many: list[Source], group: Grouping, snapshot: bool,
+                     select: LayerSelection, pooled: dict[str, list[torch.Tensor]],
+                     members: dict[str, list[str]], kernels: dict[str, tuple[int, ...]]) -> None:
+        """Read every source's selected layers into the pools of their groups."""
+        ref = self
         for src in many:
             state = load_state_dict(src) if isinstance(src, str | Path) else src
             layers = discover_layers(state, select=select)
@@ -142,10 +155,6 @@ class Reference:
                 ref.layer_shapes.setdefault(layer.name, list(layer.shape))
                 if snapshot:
                     ref.snapshot[layer.name] = w.clone().contiguous()  # where the weights live
-        for key, parts in pooled.items():
-            basis = drift_basis(torch.cat(parts).to(torch.float64), bins=bins)
-            ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])))
-        return ref
 
     @classmethod
     def random_init(cls, source: Source, *, seed: int = 0,
