@@ -44,12 +44,12 @@ class Recorder(Callback):
             "gate_stopped": None if self.gate is None else self.gate.stopped_step,
             "gate_reason": None if self.gate is None else self.gate.stopping_reason_message,
         }
-        (self.out / f"rank{rank}.json").write_text(json.dumps(info))
-        if rank == 0:
+        if rank == 0:  # written before the json, which says that this rank is done
             torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
                        self.out / "final.pt")
             if self.watch.reference is not None:
                 self.watch.reference.save(self.out / "reference.safetensors")
+        (self.out / f"rank{rank}.json").write_text(json.dumps(info))
 
 
 def main() -> None:

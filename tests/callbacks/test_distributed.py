@@ -19,10 +19,18 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).parents[1] / "ddp_script.py"
 
 
+# gloo's process group is never destroyed in Lightning's spawned workers; now and then a
+# worker aborts while exiting, after training and after the ranks have written what they saw
+_GLOO_EXIT_ABORT = "terminate called without an active exception"
+
+
 def _run(tmp_path: Path, *args: str) -> dict[int, dict]:  # type: ignore[type-arg]
     done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    written = all((tmp_path / f"rank{r}.json").is_file() for r in (0, 1))
+    exit_abort = written and _GLOO_EXIT_ABORT in done.stderr and "Traceback" not in done.stderr.split(
+        _GLOO_EXIT_ABORT)[0]
+    assert done.returncode == 0 or exit_abort, done.stdout[-2000:] + done.stderr[-4000:]
     return {r: json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)}
 
 
