@@ -39,11 +39,12 @@ def _track_gathers() -> list[int]:
 
     import filterwatch.layers.sharded as fwd
 
-    original, alive, peak = fwd.full_tensor, [], [0]
+    original, alive, peak = fwd.full_tensor, [], [0, 0]  # [most alive at once, gathers]
 
     def tracking(t: torch.Tensor) -> torch.Tensor:
         out = original(t)
         if fwd.is_sharded(t):
+            peak[1] += 1
             gc.collect()
             alive[:] = [r for r in alive if r() is not None]
             alive.append(weakref.ref(out))
@@ -58,7 +59,7 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from filterwatch import FilterMetrics, analyze, watch
+    from filterwatch import FilterMetrics, Reference, analyze, watch
 
     warnings.filterwarnings("ignore")
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
@@ -74,6 +75,10 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
     peak_alive = _track_gathers()
     report = analyze(net)                               # every rank, layer by layer
     analyze_peak = peak_alive[0]
+    reference = Reference.build(net, snapshot=True)     # one gather per layer ...
+    before = peak_alive[1]
+    analyze(net, reference=reference)                   # ... and one per layer for all measures
+    gathers_with_reference = peak_alive[1] - before
     local = {name: p.to_local() for name, p in net.named_parameters() if p.ndim == 4}
     metric = FilterMetrics({k: v for k, v in net.state_dict().items() if v.ndim == 4},
                            sharded=True)
@@ -96,7 +101,7 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
     result = {"analyze": report.to_dict(), "fsdp1": fsdp1_report.to_dict(),
               "fsdp1_param_ndims": sorted({len(s) for s in flat_shapes}), "metric": merged.to_dict(),
               "watch": w.history[-1].to_dict(), "sharded_local_rows": local["2.weight"].shape[0],
-              "max_full_layers_alive": analyze_peak}
+              "max_full_layers_alive": analyze_peak, "gathers_with_reference": gathers_with_reference}
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
 

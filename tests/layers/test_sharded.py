@@ -31,6 +31,8 @@ def test_sharded_results_equal_unsharded(tmp_path: Path) -> None:
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["sharded_local_rows"] == 16  # each rank really held half of layer 2
         assert got["max_full_layers_alive"] == 1  # beyond the model, one full layer at a time
+        assert got["gathers_with_reference"] == 3  # one all-gather per sharded layer: all measures,
+        #                                            drift and relative change from that one read
         assert got["fsdp1_param_ndims"] == [1]  # FSDP1 really flattened the parameters
         for source in ("analyze", "watch", "metric", "fsdp1"):
             for layer in got[source]["layers"]:
