@@ -88,11 +88,14 @@ class FilterGate(Callback):
         self._idle = False
         self._sharded = False
         self._shared_with: FilterWatch | None = None
+        self._state_key: str | None = None
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(mode=self.mode, config=self.config.source,
-                                        **self.schedule.key())
+        if self._state_key is None:  # Lightning asks at every hook: built once
+            self._state_key = self._generate_state_key(mode=self.mode, config=self.config.source,
+                                                       **self.schedule.key())
+        return self._state_key
 
     def state_dict(self) -> dict[str, Any]:
         state = {"failures": self.failures, "stopped_step": self.stopped_step,

@@ -135,11 +135,15 @@ class FilterWatch(MonitorViews, Callback):
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._sharded = False
         self._resumed_at: int | None = None
+        self._state_key: str | None = None
 
     # -- identity and state -------------------------------------------------------------
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(**self.schedule.key(), **self.selection.as_dict())
+        # Lightning asks for it at every hook: built once (schedule and selection never change)
+        if self._state_key is None:
+            self._state_key = self._generate_state_key(**self.schedule.key(), **self.selection.as_dict())
+        return self._state_key
 
     @property
     def overhead_s(self) -> float:

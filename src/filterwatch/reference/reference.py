@@ -133,7 +133,6 @@ class Reference:
                      select: LayerSelection, pooled: dict[str, list[torch.Tensor]],
                      members: dict[str, list[str]], kernels: dict[str, tuple[int, ...]]) -> None:
         """Read every source's selected layers into the pools of their groups."""
-        ref = self
         for src in many:
             state = load_state_dict(src) if isinstance(src, str | Path) else src
             layers = discover_layers(state, select=select)
@@ -152,9 +151,9 @@ class Reference:
                 w = layer.kernel().detach()
                 pooled.setdefault(key, []).append(w.reshape(-1, layer.kernel_numel).cpu())
                 members.setdefault(key, []).append(layer.name)
-                ref.layer_shapes.setdefault(layer.name, list(layer.shape))
+                self.layer_shapes.setdefault(layer.name, list(layer.shape))
                 if snapshot:
-                    ref.snapshot[layer.name] = w.clone().contiguous()  # where the weights live
+                    self.snapshot[layer.name] = w.clone().contiguous()  # where the weights live
 
     @classmethod
     def random_init(cls, source: Source, *, seed: int = 0,
