@@ -132,15 +132,14 @@ class Monitor:
 
     def _compare_first(self, layers: Sequence[ConvLayer], report: Report,
                        captured: dict[str, torch.Tensor]) -> None:
-        """The first snapshot is the reference: compare it from the kernels it read."""
+        """The first snapshot is the reference: built from the kernels it read, and compared
+        with itself (zero drift and change by construction)."""
         self._build_reference(captured)
         assert self.reference is not None
         plan = ReferencePlan(layers, self.reference, _LENIENT)
-        with torch.no_grad():
-            for i, (layer, lr) in enumerate(zip(layers, report.layers, strict=True)):
-                w = captured.get(layer.name)
-                plan.apply(lr, plan.compare(i, w) if w is not None
-                           else Comparison(drift_reason=plan.targets[i].drift_reason))
+        for i, (layer, lr) in enumerate(zip(layers, report.layers, strict=True)):
+            plan.apply(lr, plan.itself(i, layer.n_filters) if layer.name in captured
+                       else Comparison(drift_reason=plan.targets[i].drift_reason))
         report.settings["reference"] = ", ".join(self.reference.sources)
         report.summary = summarize(report.layers)
 

@@ -123,6 +123,18 @@ class ReferencePlan:
             out["change_reason"] = "no reference weights of the same shape"
         return Comparison(**out)  # type: ignore[arg-type]
 
+    def itself(self, index: int, n_filters: int) -> Comparison:
+        """Layer ``index`` against a reference built from these very weights: zero drift and
+        zero change by construction (no kernel needed); the noise floor still applies."""
+        target = self.targets[index]
+        if target.group is None:
+            return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
+        basis = target.group.basis
+        has_snapshot = target.ref_name in self.reference.snapshot
+        return Comparison(drift=0.0, components=[0.0] * int(basis.basis.shape[0]),
+                          noise=self.reference.noise_floor(target.group.key, n_filters),
+                          counts=basis.hist, relative_change=0.0 if has_snapshot else None)
+
     @staticmethod
     def apply(report: LayerReport, c: Comparison) -> None:
         """Write a comparison into the layer's report."""
