@@ -130,7 +130,7 @@ class FilterWatch(MonitorViews, Callback):
         self.strict = strict
         self.disabled = False
         self.failure = ""
-        self._sinks: list[TensorBoardSink] = []
+        self._sinks: dict[int, TensorBoardSink] = {}  # id of its TensorBoardLogger -> sink
         self._warned_no_logger = False
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._sharded = False
@@ -171,11 +171,15 @@ class FilterWatch(MonitorViews, Callback):
             return
         # the reference is taken from the first snapshot's own read (or from the checkpoint)
         if trainer.is_global_zero:
-            self._sinks = [TensorBoardSink(lg.experiment, scalars=False, images_every=self.images_every,
-                                           histograms=self.histograms)
-                           for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+            # a TensorBoard logger gets everything of a snapshot, scalars included, from its
+            # sink in one event; every other logger gets the scalars through log_metrics
+            tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+            self._sinks = {id(lg): TensorBoardSink(lg.experiment, scalars=True,
+                                                   images_every=self.images_every,
+                                                   histograms=self.histograms)
+                           for lg in tensorboards}
             if self._resumed_at is not None:  # drop what a crashed run logged after the checkpoint
-                for sink in self._sinks:
+                for sink in self._sinks.values():
                     sink.purge_after(self._resumed_at)
             self._start_history_file(trainer)
         if not trainer.loggers and not self._warned_no_logger:
@@ -237,7 +241,7 @@ class FilterWatch(MonitorViews, Callback):
         if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
             layers = current_layers(trainer, pl_module, self.selection)
             self._warn_on_surgery(layers)
-            collectors = [sink.collector(final) for sink in self._sinks]
+            collectors = [sink.collector(final) for sink in self._sinks.values()]
 
             def on_kernel(read: KernelRead) -> None:
                 for collect in collectors:
@@ -253,13 +257,14 @@ class FilterWatch(MonitorViews, Callback):
             metrics = self.monitor.scalars(report)
             metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
             for lg in trainer.loggers:
-                lg.log_metrics(metrics, step=step)
-            for sink in list(self._sinks):
+                if id(lg) not in self._sinks:
+                    lg.log_metrics(metrics, step=step)
+            for key, sink in list(self._sinks.items()):
                 try:
                     sink.write(report, self.history, new_alerts, self.reference,
                                scalars=metrics, final=final)
                 except OSError as exc:  # unwritable / full log directory
-                    self._sinks.remove(sink)
+                    del self._sinks[key]  # its logger gets the scalars through log_metrics again
                     rank_zero_warn(f"FilterWatch stopped writing TensorBoard extras: {exc}; "
                                    "scalars still go to the loggers.")
             for alert in new_alerts:
