@@ -7,8 +7,9 @@ and their evaluation (as torchmetrics does); :mod:`filterwatch.functional.stats`
 them into the one-read-per-layer statistics that the engine and ``FilterMetrics`` share.
 """
 
+from ._scratch import scratch_memory
 from .drift import DriftBasis, DriftResult, drift, drift_basis, drift_noise_floor, peak_scale
-from .entropy import VarianceEntropy, random_entropy_threshold, scratch_memory, variance_entropy
+from .entropy import VarianceEntropy, random_entropy_threshold, variance_entropy
 from .norms import dead_channels, filter_norms, nonfinite_count, relative_change
 from .orthogonality import orthogonality
 from .sparsity import SparsityResult, sparsity

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InputError, UndefinedMeasureError
 from ._filters import _check_weight, _filter_matrix
-from .entropy import _scratch
+from ._scratch import _scratch
 
 __all__ = ["DriftBasis", "DriftResult", "drift", "drift_basis", "drift_noise_floor", "peak_scale"]
 
@@ -155,10 +155,15 @@ def _normalised(counts: torch.Tensor) -> torch.Tensor:
     return p / p.sum(dim=-1, keepdim=True)
 
 
+def _symmetric_kl(ref_counts: torch.Tensor, cur_counts: torch.Tensor) -> torch.Tensor:
+    """``KL(P‖Q) + KL(Q‖P)`` per histogram (the last dimension holds the bins)."""
+    p, q = _normalised(ref_counts), _normalised(cur_counts)
+    return ((p - q) * (p.log() - q.log())).sum(dim=-1)
+
+
 def _drift_compute(ref_counts: torch.Tensor, cur_counts: torch.Tensor,
                    explained: torch.Tensor) -> DriftResult:
-    p, q = _normalised(ref_counts), _normalised(cur_counts)
-    sym_kl = ((p - q) * (p.log() - q.log())).sum(dim=1)  # KL(P‖Q) + KL(Q‖P)
+    sym_kl = _symmetric_kl(ref_counts, cur_counts)
     components = explained.to(sym_kl) * sym_kl
     return DriftResult(float(components.sum()), components, cur_counts)
 
@@ -219,7 +224,6 @@ def drift_noise_floor(reference: DriftBasis, n: int, draws: int = 16, seed: int 
     hist = reference.hist.to("cpu", torch.float64)
     p = hist / hist.sum(dim=1, keepdim=True).clamp_min(1.0)
     explained = reference.explained.to("cpu", torch.float64)
-    a = _normalised(torch.poisson((reference.n * p).expand(draws, *p.shape), generator=gen))
-    b = _normalised(torch.poisson((n * p).expand(draws, *p.shape), generator=gen))
-    sym_kl = ((a - b) * (a.log() - b.log())).sum(dim=-1)  # (draws, K)
-    return float((sym_kl * explained).sum(dim=-1).mean())
+    a = torch.poisson((reference.n * p).expand(draws, *p.shape), generator=gen)
+    b = torch.poisson((n * p).expand(draws, *p.shape), generator=gen)
+    return float((_symmetric_kl(a, b) * explained).sum(dim=-1).mean())  # (draws, K) terms

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 import torch
 
 from ._filters import _filter_matrix, _output_filter_matrix
-from .entropy import MomentSums, _scratch_like, _variance_entropy_compute, _variance_entropy_update
+from ._scratch import _scratch_like
+from .entropy import MomentSums, _variance_entropy_compute, _variance_entropy_update
 from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
@@ -74,7 +75,6 @@ class LayerStats(NamedTuple):
 class LayerValues(NamedTuple):
     """One layer's numbers, on the host (NaN where the statistics leave them undefined)."""
 
-    peak: float
     nonfinite: int
     n_sparse: int
     variance_entropy: float
@@ -235,15 +235,15 @@ def _layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
     stats = _to_host(stats)
     ve, ve_clean = _entropies(stats)
     scalars = torch.stack([torch.stack([
-        s.peak, s.nonfinite, s.n_sparse.to(s.peak), s.abs_sum, s.row_l2_sum, s.sumsq,
+        s.nonfinite, s.n_sparse.to(s.peak), s.abs_sum, s.row_l2_sum, s.sumsq,
         s.ortho_abs if s.ortho_abs is not None else torch.full_like(s.peak, math.nan),
         s.dead.sum().to(s.peak),
     ]) for s in stats]).tolist()
     out = []
     for s, row, v, vc in zip(stats, scalars, ve, ve_clean, strict=True):
-        peak, nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead = row
+        nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead = row
         out.append(LayerValues(
-            peak=peak, nonfinite=int(nonfinite), n_sparse=int(n_sparse), variance_entropy=v,
+            nonfinite=int(nonfinite), n_sparse=int(n_sparse), variance_entropy=v,
             variance_entropy_clean=vc, weight_norm=math.sqrt(sumsq) / s.scale,
             filter_l1_mean=abs_sum / s.scale / s.n, filter_l2_mean=l2_sum / s.scale / s.n, ortho_abs=ortho,
             dead_indices=s.dead.nonzero().flatten().tolist() if dead else [],

@@ -13,14 +13,15 @@ The same functions, fed different statistics, serve ``FilterMetrics`` and the fu
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import torch
 
 from ..errors import InputError
-from ..functional.entropy import _normalize, scratch_memory
+from ..functional._filters import _filter_matrix
+from ..functional._scratch import scratch_memory
+from ..functional.entropy import _normalize
 from ..functional.orthogonality import _orthogonality_compute
 from ..functional.sparsity import _sparsity_compute
 from ..functional.stats import (
@@ -32,9 +33,10 @@ from ..functional.stats import (
     _row_stats,
 )
 from ..layers import ConvLayer
-from ..reference.compare import Comparison, ReferencePlan
+from ..reference.compare import ReferencePlan
 from ..report import LayerReport
 from ..report.registry import select
+from ._triton_stats import triton_row_stats, triton_usable
 
 __all__ = ["PRECISIONS", "KernelRead", "Precision", "check_precision", "layer_stats", "measure_layers",
            "reports_from_stats", "unavailable_report"]
@@ -58,12 +60,7 @@ def check_precision(precision: object) -> Precision:
 
 def _row_pass(f: torch.Tensor) -> Callable[[torch.Tensor], RowStats]:
     """The Triton kernel where it can run (CUDA, or its interpreter), else torch."""
-    if f.is_cuda or os.environ.get("TRITON_INTERPRET") == "1":
-        from ._triton_stats import triton_row_stats, triton_usable
-
-        if triton_usable(f):
-            return triton_row_stats
-    return _row_stats
+    return triton_row_stats if triton_usable(f) else _row_stats
 
 
 def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
@@ -72,12 +69,8 @@ def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
     w = weight.detach()
     if precision == "float64":
         w = w.to(torch.float64)
-    row_pass = _row_stats if w.dtype == torch.float64 else _row_pass(_filter_view(w))
+    row_pass = _row_stats if w.dtype == torch.float64 else _row_pass(_filter_matrix(w))
     return _layer_stats_update(w, eps, orthogonality=orthogonality, peak=peak, row_pass=row_pass)
-
-
-def _filter_view(w: torch.Tensor) -> torch.Tensor:
-    return w.reshape(-1, math.prod(w.shape[2:]))
 
 
 def _base(layer: ConvLayer) -> LayerReport:
@@ -195,5 +188,5 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
         out[i] = report
     if plan is not None:
         for i, report in enumerate(out):
-            plan.apply(report, comparisons.get(i) or Comparison(drift_reason=plan.targets[i].drift_reason))
+            plan.apply(report, comparisons[i] if i in comparisons else plan.compare(i, None))
     return out

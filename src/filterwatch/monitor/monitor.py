@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..functional.sparsity import _check_eps
 from ..layers import ConvLayer, LayerSelection
 from ..measure import KernelRead, analyze_layers
-from ..reference import Comparison, Matching, Reference, ReferencePlan
+from ..reference import Matching, Reference, ReferencePlan
 from ..report import Report, history_table, summarize
 from ..report.registry import select
 from .alerts import Alert, AlertRules, AlertTracker
@@ -139,7 +139,7 @@ class Monitor:
         plan = ReferencePlan(layers, self.reference, _LENIENT)
         for i, (layer, lr) in enumerate(zip(layers, report.layers, strict=True)):
             plan.apply(lr, plan.itself(i, layer.n_filters) if layer.name in captured
-                       else Comparison(drift_reason=plan.targets[i].drift_reason))
+                       else plan.compare(i, None))
         report.settings["reference"] = ", ".join(self.reference.sources)
         report.summary = summarize(report.layers)
 

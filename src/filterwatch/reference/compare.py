@@ -100,10 +100,11 @@ class ReferencePlan:
             return _Target(None, ref_name, why, change)
         return _Target(group, ref_name)
 
-    def compare(self, index: int, weight: torch.Tensor) -> Comparison:
-        """Drift and relative change of layer ``index``, whose kernel ``weight`` was read."""
+    def compare(self, index: int, weight: torch.Tensor | None) -> Comparison:
+        """Drift and relative change of layer ``index``, whose kernel ``weight`` was read
+        (``None``: not read, e.g. a lazy layer; the comparison then says why)."""
         target = self.targets[index]
-        if target.group is None:
+        if target.group is None or weight is None:
             return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
         out: dict[str, object] = {}
         try:
@@ -162,6 +163,4 @@ def compare_to_reference(
     plan = ReferencePlan(layers, reference, matching)
     with torch.no_grad():
         for i, (layer, report) in enumerate(zip(layers, reports, strict=True)):
-            weight = None if layer.unavailable else layer.kernel()
-            plan.apply(report, plan.compare(i, weight) if weight is not None else
-                       Comparison(drift_reason=plan.targets[i].drift_reason))
+            plan.apply(report, plan.compare(i, None if layer.unavailable else layer.kernel()))

@@ -20,8 +20,8 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import InputError, NoConvLayersError
+from ..functional._scratch import scratch_memory
 from ..functional.drift import BINS, drift_basis, drift_noise_floor
-from ..functional.entropy import scratch_memory
 from ..layers import (
     ConvLayer,
     LayerSelection,
