@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filterwatch import InputError, UndefinedMeasureError
-from filterwatch.functional import drift, drift_basis, peak_scale
+from filterwatch.functional import DriftBasis, drift, drift_basis
 from tests import numpy_ref
 from tests.models import random_layer, sparse_layer, trained_like_layer
 
@@ -39,10 +39,10 @@ def test_identity_and_symmetry() -> None:
     assert drift(a, drift_basis(a)).value == pytest.approx(0.0)
     # symmetric in the histograms: swapping P and Q in one basis gives the same value
     basis = drift_basis(a)
-    from filterwatch.functional.drift import _drift_compute, _histograms
+    from filterwatch.functional.drift import _drift_compute
 
-    coef_b = (peak_scale(b.reshape(-1, 9)) - basis.mean) @ basis.basis.T
-    q = _histograms(coef_b, basis.lo, basis.hi, 70)
+    q = drift(b, basis).counts
+    assert q is not None
     assert _drift_compute(basis.hist, q, basis.explained).value == pytest.approx(
         _drift_compute(q, basis.hist, basis.explained).value, abs=1e-12
     )
@@ -112,3 +112,40 @@ def test_noise_floor_matches_same_distribution_draws() -> None:
     ref = drift_basis(torch.randn(512, 9, generator=g))
     assert drift_noise_floor(ref, 512) == drift_noise_floor(ref, 512)  # fixed seed: deterministic
     assert drift_noise_floor(ref, 64) > drift_noise_floor(ref, 512)    # smaller sets, more noise
+
+
+def _float64_counts(current: torch.Tensor, basis: DriftBasis) -> torch.Tensor:
+    """The counts of the pipeline as written, all in float64 (peak-scale, centre, project,
+    bin), for the fused float32 path to equal."""
+    f = current.reshape(-1, basis.basis.shape[1]).double()
+    peak = f.abs().amax(dim=1, keepdim=True)
+    coef = (f / torch.where(peak == 0, torch.ones_like(peak), peak) - basis.mean) @ basis.basis.T
+    bins = basis.hist.shape[1]
+    pos = ((coef - basis.lo) * (bins / (basis.hi - basis.lo))).floor().clamp(0, bins - 1).long()
+    return torch.stack([torch.bincount(col, minlength=bins) for col in pos.T]).double()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), log_scale=st.floats(-30, 30))
+def test_fused_float32_counts_equal_float64_counts(seed: int, log_scale: float) -> None:
+    """The float32 GEMM path recomputes positions near bin edges in float64: its histogram
+    counts are exactly those of float64 arithmetic, at any weight scale."""
+    ref = trained_like_layer(64, 32, rank=3, noise=0.1, seed=seed)
+    cur = (ref + 0.05 * random_layer(64, 32, seed=seed + 1)) * 10.0 ** log_scale
+    basis = drift_basis(ref.double())
+    got = drift(cur.float(), basis).counts
+    assert got is not None
+    assert torch.equal(got, _float64_counts(cur.float(), basis))
+
+
+def test_positions_on_bin_edges_are_binned_as_in_float64() -> None:
+    """Filters built so that many coefficients fall on or next to bin edges (quantised
+    weights): the fused path still counts them as float64 does."""
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randint(-3, 4, (512, 9), generator=gen).float() / 4
+    cur = torch.randint(-3, 4, (4096, 9), generator=gen).float() / 4
+    basis = drift_basis(ref)
+    got = drift(cur, basis).counts
+    assert got is not None
+    assert torch.equal(got, _float64_counts(cur, basis))
+    assert drift(ref, basis).value == pytest.approx(0.0, abs=1e-12)

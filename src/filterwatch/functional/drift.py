@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._filters import _check_weight, _filter_matrix
+from ._binning import Frame, _row_peaks, bin_counts
+from ._filters import _check_weight, _filter_matrix, _safe_scale
 from ._scratch import _scratch
 
 __all__ = ["DriftBasis", "DriftResult", "drift", "drift_basis", "drift_noise_floor", "peak_scale"]
@@ -72,47 +74,32 @@ def peak_scale(filters: torch.Tensor) -> torch.Tensor:
     return filters / torch.where(peak == 0, torch.ones_like(peak), peak)
 
 
-def _as_filters(x: torch.Tensor, arg: str) -> torch.Tensor:
-    """Accept a conv weight (3+ dims) or an ``(n, K)`` filter matrix; a float64 copy that the
-    caller may modify in place."""
+def _working_filters(x: torch.Tensor, arg: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept a conv weight (3+ dims) or an ``(n, K)`` filter matrix: its filters in their
+    working precision (float64 stays float64, float32 is a view, fp16/bf16 are upcast) and
+    their peaks. Raises on NaN/Inf (seen in the peaks: no extra pass); weights near the ends
+    of the float range are scaled by a power of two (drift is scale-invariant per filter)."""
     if isinstance(x, torch.Tensor) and x.ndim == 2:
         x = x.unsqueeze(1)  # (n, 1, K) is a valid weight layout
     f = _filter_matrix(_check_weight(x, arg))
-    out = _scratch(tuple(f.shape), torch.float64, f.device, "drift-filters")
-    return f.to(torch.float64, copy=True) if out is None else out.copy_(f)
-
-
-def _peak_scale_(filters: torch.Tensor) -> torch.Tensor:
-    """In-place peak scaling; raises on NaN/Inf (seen in the per-filter peaks, no extra pass)."""
-    # max(max, -min): two passes, and no |f| copy of the whole set
-    peak = torch.maximum(filters.amax(dim=1, keepdim=True), filters.amin(dim=1, keepdim=True).neg_())
-    if not bool(torch.isfinite(peak).all()):
-        bad = int((~torch.isfinite(filters)).sum())
+    if f.dtype != torch.float64:
+        f = f.to(torch.float32)
+    peak = _row_peaks(f)
+    top = float(peak.max())
+    if not math.isfinite(top) or not bool(torch.isfinite(peak).all()):
+        bad = int((~torch.isfinite(f)).sum())
         raise UndefinedMeasureError(
-            f"drift is undefined: the weight holds {bad} non-finite value(s) (NaN/Inf)")
-    return filters.div_(peak.masked_fill_(peak == 0, 1.0))
+            f"drift is undefined: `{arg}` holds {bad} non-finite value(s) (NaN/Inf)")
+    scale = _safe_scale(top)
+    if scale != 1.0:
+        f, peak = f * scale, peak * scale
+    return f, peak
 
 
 def _sign_fix(basis: torch.Tensor) -> torch.Tensor:
     idx = basis.abs().argmax(dim=1, keepdim=True)
     signs = torch.sign(basis.gather(1, idx))
     return basis * torch.where(signs == 0, torch.ones_like(signs), signs)
-
-
-def _histograms(coef: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
-    """``(K, bins)`` counts per column of ``coef`` ``(n, K)``, out-of-range values in the
-    edge bins."""
-    return _histograms_t(coef.T.contiguous(), lo, hi, bins)
-
-
-def _histograms_t(coef_t: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
-    """Like :func:`_histograms` for ``(K, n)`` coefficients, which it overwrites (in place)."""
-    k = coef_t.shape[0]
-    coef_t.sub_(lo).mul_(bins / (hi - lo)).floor_().clamp_(0, bins - 1)  # whole bin numbers
-    out = _scratch(tuple(coef_t.shape), torch.int64, coef_t.device, "drift-bins")
-    idx = coef_t.to(torch.int64) if out is None else out.copy_(coef_t)
-    idx += (torch.arange(k, device=idx.device) * bins)[:, None]
-    return torch.bincount(idx.view(-1), minlength=k * bins).reshape(k, bins).to(torch.float64)
 
 
 def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
@@ -128,10 +115,14 @@ def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
     """
     if bins < 2:
         raise InputError(f"`bins` expected an integer >= 2, got {bins!r}")
-    scaled = _peak_scale_(_as_filters(reference, "reference"))
-    n = int(scaled.shape[0])
+    f, peak = _working_filters(reference, "reference")
+    n = int(f.shape[0])
     if n < 2:
         raise UndefinedMeasureError(f"drift needs a reference of at least 2 filters, got {n}")
+    out = _scratch(tuple(f.shape), torch.float64, f.device, "drift-filters")
+    scaled = f.to(torch.float64, copy=True) if out is None else out.copy_(f)
+    p = peak.to(torch.float64)
+    scaled.div_(torch.where(p == 0, torch.ones_like(p), p)[:, None])
     mean = scaled.mean(dim=0)
     centred = scaled.sub_(mean)
     evals, evecs = torch.linalg.eigh(centred.T @ centred / (n - 1))
@@ -140,13 +131,12 @@ def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
     basis = _sign_fix(evecs[:, order].T.contiguous())
     total = float(lam.sum())
     explained = lam / total if total > 0 else torch.zeros_like(lam)
-    out = _scratch((int(basis.shape[0]), n), torch.float64, centred.device, "drift-coef")
-    coef_t = basis @ centred.T if out is None else torch.mm(basis, centred.T, out=out)  # (K, n)
-    lo_t, hi_t = torch.aminmax(coef_t)
+    lo_t, hi_t = torch.aminmax(basis @ centred.T)  # the range in float64
     lo, hi = float(lo_t), float(hi_t)
     if hi - lo <= 0.0:
         lo, hi = lo - 0.5, hi + 0.5  # np.histogram's convention for a degenerate range
-    return DriftBasis(mean, basis, explained, lo, hi, _histograms_t(coef_t, lo, hi, bins), n)
+    hist = bin_counts(f, peak, Frame(mean, basis, lo, hi, bins))  # as drift() will bin
+    return DriftBasis(mean, basis, explained, lo, hi, hist, n)
 
 
 def _normalised(counts: torch.Tensor) -> torch.Tensor:
@@ -188,18 +178,17 @@ def drift(current: torch.Tensor, reference: DriftBasis) -> DriftResult:
         >>> drift(w.sign() * w.abs().sqrt(), ref).value > 0.05
         True
     """
-    filters = _peak_scale_(_as_filters(current, "current"))
+    f, peak = _working_filters(current, "current")
     k = int(reference.basis.shape[0])
-    if filters.shape[1] != k:
+    if f.shape[1] != k:
         raise InputError(
             f"`current` expected filters of {k} values (the reference's), got "
-            f"{filters.shape[1]}; hint: compare layers of the same kernel size"
+            f"{f.shape[1]}; hint: compare layers of the same kernel size"
         )
-    basis = reference.basis.to(filters)
-    centred_t = filters.sub_(reference.mean.to(filters)).T
-    out = _scratch((k, int(filters.shape[0])), torch.float64, filters.device, "drift-coef")
-    coef_t = basis @ centred_t if out is None else torch.mm(basis, centred_t, out=out)  # (K, n)
-    counts = _histograms_t(coef_t, reference.lo, reference.hi, int(reference.hist.shape[1]))
+    frame = Frame(reference.mean.to(f.device, torch.float64),
+                  reference.basis.to(f.device, torch.float64), reference.lo,
+                  reference.hi, int(reference.hist.shape[1]))
+    counts = bin_counts(f, peak, frame)
     return _drift_compute(reference.hist.to(counts), counts, reference.explained)
 
 

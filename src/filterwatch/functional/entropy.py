@@ -15,16 +15,16 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._filters import _filter_matrix, _prepare
+from ._filters import _filter_matrix, _prepare, _transposed
 from ._random_entropy import random_entropy_threshold
-from ._scratch import _scratch_like
+from ._scratch import _scratch
 
 __all__ = ["MomentSums", "VarianceEntropy", "random_entropy_threshold", "variance_entropy"]
 
 # Total variance at or below this share of the filters' mean energy is round-off, not signal:
 # exact copies of one filter then give VE = 0 instead of the entropy of numerical noise.
 _DEGENERATE_RTOL = 1e-12
-_CHUNK = 128  # rows whose outer products are added in the filters' precision, then in float64
+_CHUNK = 2048  # filters whose outer products are added in their precision, then in float64
 _SHIFT_ROWS = 4096  # rows that estimate the centre
 _SMALL = 8192  # fewer filters than this: float64 throughout
 
@@ -55,36 +55,47 @@ class VarianceEntropy(NamedTuple):
 
 
 def _variance_entropy_update(filters: torch.Tensor) -> MomentSums:
-    """``(n, Σf, Σffᵀ)`` of an ``(n, K)`` filter matrix, as float64 sums.
+    """``(n, Σf, Σffᵀ)`` of an ``(n, K)`` filter matrix, as float64 sums (see
+    :func:`_variance_entropy_update_t`)."""
+    n = int(filters.shape[0])
+    ft = _transposed(filters.to(torch.float64) if n < _SMALL else filters,
+                     _scratch((int(filters.shape[1]), n), filters.dtype if n >= _SMALL
+                              else torch.float64, filters.device, "moments"))
+    return _variance_entropy_update_t(ft)
+
+
+def _variance_entropy_update_t(ft: torch.Tensor) -> MomentSums:
+    """``(n, Σf, Σffᵀ)`` of filters given as the columns of ``ft`` ``(K, n)`` (contiguous;
+    overwritten: it is centred in place).
 
     The filters are centred on a cheap estimate of their mean (no cancellation), then the
-    outer products are formed in the filters' own precision within chunks of ``_CHUNK`` rows
-    (one batched matrix product) and the chunks are added in float64 (sets of fewer than
-    ``_SMALL`` filters are upcast first: exact for tiny and rank-1 sets, and cheap); the sums
-    are shifted back to raw sums, which add across sets and processes. Callers scale weights near the
-    ends of the float range first (see :mod:`filterwatch.functional.stats`)."""
-    n, k = int(filters.shape[0]), int(filters.shape[1])
-    dev = filters.device
+    outer products are formed in the filters' own precision within chunks of ``_CHUNK``
+    filters (one batched matrix product) and the chunks are added in float64 (sets of fewer
+    than ``_SMALL`` filters are upcast first: exact for tiny and rank-1 sets, and cheap); the
+    sums are shifted back to raw sums, which add across sets and processes. Callers scale
+    weights near the ends of the float range first (see :mod:`filterwatch.functional.stats`)."""
+    k, n = int(ft.shape[0]), int(ft.shape[1])
+    dev = ft.device
     if n == 0:
         return MomentSums(0, torch.zeros(k, dtype=torch.float64, device=dev),
                           torch.zeros(k, k, dtype=torch.float64, device=dev))
-    if n < _SMALL:  # small sets: all in float64 (exact rank-1 and 2-point spectra; cheap)
-        filters = filters.to(torch.float64)
-    shift = filters[:_SHIFT_ROWS].mean(dim=0)
+    if n < _SMALL and ft.dtype != torch.float64:  # small sets: all in float64
+        ft = ft.to(torch.float64)
+    shift = ft[:, :_SHIFT_ROWS].mean(dim=1)
     m = shift.to(torch.float64)
-    out = _scratch_like(filters)
-    c = filters - shift if out is None else torch.sub(filters, shift, out=out)
+    for i in range(k):  # a row at a time: a broadcast over rows is slow on a CPU
+        ft[i].sub_(shift[i])
     q = (n // _CHUNK) * _CHUNK
     s1c = torch.zeros(k, dtype=torch.float64, device=dev)
     s2c = torch.zeros(k, k, dtype=torch.float64, device=dev)
-    if q:
-        c3 = c[:q].view(-1, _CHUNK, k)
-        s1c += c3.sum(dim=1).sum(dim=0, dtype=torch.float64)
-        s2c += torch.bmm(c3.transpose(1, 2), c3).sum(dim=0, dtype=torch.float64)
+    if q:  # (a sum with dtype=float64 would first copy all of ft to float64)
+        c3 = ft[:, :q].reshape(k, -1, _CHUNK).transpose(0, 1)  # (chunks, K, _CHUNK)
+        s1c += c3.sum(dim=2).sum(dim=0, dtype=torch.float64)
+        s2c += torch.bmm(c3, c3.transpose(1, 2)).sum(dim=0, dtype=torch.float64)
     if q < n:
-        rest = c[q:].to(torch.float64)
-        s1c += rest.sum(dim=0)
-        s2c += rest.T @ rest
+        rest = ft[:, q:].to(torch.float64)
+        s1c += rest.sum(dim=1)
+        s2c += rest @ rest.T
     s1 = s1c + n * m
     s2 = s2c + torch.outer(s1c, m) + torch.outer(m, s1c) + n * torch.outer(m, m)
     return MomentSums(n, s1, s2)

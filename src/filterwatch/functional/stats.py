@@ -19,9 +19,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._filters import _filter_matrix, _output_filter_matrix
-from ._scratch import _scratch_like
-from .entropy import MomentSums, _variance_entropy_compute, _variance_entropy_update
+from ._filters import _filter_matrix, _output_filter_matrix, _safe_scale, _transposed
+from ._scratch import _scratch
+from .entropy import (
+    _SMALL,
+    MomentSums,
+    _variance_entropy_compute,
+    _variance_entropy_update,
+    _variance_entropy_update_t,
+)
 from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
@@ -33,7 +39,7 @@ class RowStats(NamedTuple):
     """What one read of an ``(n, K)`` filter matrix gives."""
 
     row_peak: torch.Tensor  # (n,) max|f| per filter (NaN where the filter holds NaN)
-    row_l2: torch.Tensor    # (n,) ||f||_2 per filter, float64
+    row_l2: torch.Tensor    # (n,) ||f||_2 per filter
     abs_sum: torch.Tensor   # () Σ|w|, float64
     nonfinite: torch.Tensor  # () number of NaN/Inf values
     s1: torch.Tensor        # (K,) Σf, float64
@@ -87,39 +93,30 @@ class LayerValues(NamedTuple):
 
 
 def _row_stats(f: torch.Tensor) -> RowStats:
-    """The torch implementation of the per-filter pass (a few passes over ``f``, no copy in
-    float64 of the whole matrix; NaN/Inf are counted only in the rows that hold them)."""
-    out = _scratch_like(f)
-    a = f.abs() if out is None else torch.abs(f, out=out)
-    row_peak = a.amax(dim=1)
+    """The torch implementation of the per-filter pass. It works on the transpose ``(K, n)``
+    (one product with the identity): per-filter reductions then run over K contiguous
+    rows, which is several times faster on a CPU than reducing rows of K values; no
+    float64 copy of the whole matrix; NaN/Inf are counted only in the filters that hold them."""
+    k, n = int(f.shape[1]), int(f.shape[0])
+    ft = _transposed(f, _scratch((k, n), f.dtype, f.device, "transposed"))
+    out = _scratch((k, n), f.dtype, f.device, "abs")
+    a = ft.abs() if out is None else torch.abs(ft, out=out)
+    row_peak = a.amax(dim=0)
     abs_sum = a.sum().to(torch.float64)
-    del a  # the moments below may reuse its memory
+    del a
+    row_l2 = torch.zeros(n, dtype=f.dtype, device=f.device)
+    for i in range(k):  # one read of ft; the (n,) sum stays in cache
+        row_l2.addcmul_(ft[i], ft[i])
+    row_l2.sqrt_()
     bad_rows = ~torch.isfinite(row_peak)
     if bool(bad_rows.any()):
         nonfinite = _nonfinite_update(f[bad_rows])
     else:
         nonfinite = torch.zeros((), dtype=torch.int64, device=f.device)
-    sums = _variance_entropy_update(f)
-    return RowStats(
-        row_peak=row_peak,
-        row_l2=torch.linalg.vector_norm(f, dim=1).to(torch.float64),
-        abs_sum=abs_sum,
-        nonfinite=nonfinite,
-        s1=sums.s1, s2=sums.s2,
-    )
-
-
-# Products of values whose peak lies in [2^-40, 2^40] stay far from float32's overflow and
-# underflow; outside that window the weight is multiplied by a power of two first (exact).
-_SAFE_EXPONENT = 40
-
-
-def _safe_scale(peak: float) -> float:
-    """1, or the power of two that brings ``peak`` to about 1 when it lies outside the window."""
-    if not math.isfinite(peak) or peak == 0.0:
-        return 1.0
-    exponent = math.frexp(peak)[1]
-    return 1.0 if abs(exponent) <= _SAFE_EXPONENT else math.ldexp(1.0, -exponent)
+    sums = (_variance_entropy_update(f) if n < _SMALL  # exact float64 for small sets
+            else _variance_entropy_update_t(ft))  # centres ft in place
+    return RowStats(row_peak=row_peak, row_l2=row_l2, abs_sum=abs_sum, nonfinite=nonfinite,
+                    s1=sums.s1, s2=sums.s2)
 
 
 def _working_precision(weight: torch.Tensor) -> torch.Tensor:
@@ -160,7 +157,8 @@ def _layer_stats_update(
         n=int(f.shape[0]), k=int(f.shape[1]), c_out=int(w.shape[0]), peak=peak,
         nonfinite=rows.nonfinite.to(torch.float64), n_sparse=sparse.sum(),
         s1=rows.s1, s2=rows.s2, s1_sparse=sparse_sums.s1, s2_sparse=sparse_sums.s2,
-        abs_sum=rows.abs_sum, sumsq=rows.row_l2.square().sum(), row_l2_sum=rows.row_l2.sum(),
+        abs_sum=rows.abs_sum, sumsq=torch.trace(rows.s2),
+        row_l2_sum=rows.row_l2.sum().to(torch.float64),
         dead=_dead_channels_update(rows.row_peak, int(w.shape[0])),
         ortho_abs=_orthogonality_update(_output_filter_matrix(w)) if orthogonality else None,
         scale=scale,
