@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Literal, TextIO
 
-from .._atomic import write_text_atomic
+from .._atomic import refuse_overwriting_inputs, write_text_atomic
 from ..errors import InputError
 from ..functional.sparsity import _check_eps
 from ..gate import compare_to_baseline, evaluate, load_rules, render_verdict
@@ -66,12 +66,17 @@ def _load_reference(spec: str | None, path: str) -> Reference | None:
     return Reference.load(spec)
 
 
+def _reference_path(spec: str | None) -> str | None:
+    return None if spec in (None, RANDOM_INIT) else spec
+
+
 def _selection(args: argparse.Namespace, include_pointwise: bool = False) -> LayerSelection:
     return LayerSelection(args.kernel_sizes, args.include, args.exclude, include_pointwise)
 
 
 def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = time.perf_counter()
+    refuse_overwriting_inputs(args.output, [args.path, _reference_path(args.reference)])
     selection = _selection(args, args.include_pointwise)
     _check_eps(args.sparsity_eps, "--sparsity-eps")
     if (args.map or args.match_by_order or args.allow_unmatched) and args.reference is None:
@@ -99,6 +104,7 @@ def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def reference_build(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = time.perf_counter()
+    refuse_overwriting_inputs(args.output, args.paths)
     ref = Reference.build(list(args.paths), group=args.group, snapshot=args.snapshot,
                           select=_selection(args))
     ref.save(args.output)
@@ -136,6 +142,8 @@ def _load_baseline(path: str) -> Report:
 
 def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = time.perf_counter()
+    refuse_overwriting_inputs(args.output, [args.path, _reference_path(args.reference),
+                                            args.baseline, args.config])
     if args.tolerance is not None and args.baseline is None:
         raise InputError("`--tolerance` expected --baseline REPORT.json, got none")
     if args.tolerance is not None and args.tolerance < 0:
