@@ -23,6 +23,7 @@ def assert_filters_healthy(
     *,
     config: GateConfig | str | Path | None = None,
     reference: Reference | str | Path | None = None,
+    matching: Matching | None = None,
     **rules: Any,
 ) -> Report:
     """Fail the test (``AssertionError``) when a gate rule fails; return the report otherwise.
@@ -30,6 +31,8 @@ def assert_filters_healthy(
     Rules are the ``[tool.filterwatch.gate]`` keys in snake_case (``max_sparsity=0.3``,
     ``min_variance_entropy=0.1``, ``allow_nonfinite=False``...) and override ``config``
     (a GateConfig or TOML path; default: the defaults, not the project's pyproject).
+    A ``reference`` whose layers do not match the model's raises
+    :class:`~filterwatch.errors.InputError` unless ``matching`` allows it.
 
     Example:
         >>> import torch
@@ -54,7 +57,7 @@ def assert_filters_healthy(
             include=extra.include or base.include, exclude=extra.exclude or base.exclude)
     ref = Reference.load(reference) if isinstance(reference, str | Path) else reference
     report = analyze(model_or_path, select=base.select, reference=ref,
-                     matching=Matching(allow_unmatched=True))
+                     matching=matching)
     verdict = evaluate(report, base)
     if not verdict.passed:
         lines = [f"filterwatch: {len(verdict.violations)} violation(s) in {report.source}:"]

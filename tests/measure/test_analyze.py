@@ -153,5 +153,5 @@ def test_bad_report_json() -> None:
         Report.from_json(json.dumps({"schema_version": 99, "layers": []}))
     with pytest.raises(InputError, match="expected JSON"):
         Report.from_json("{not json")
-    with pytest.raises(InputError, match="not a filterwatch report"):
+    with pytest.raises(InputError, match="`layers` expected a list, got NoneType"):
         Report.from_json(json.dumps({"schema_version": 1}))

@@ -18,6 +18,7 @@ from ..layers import LayerSelection
 from ..measure import analyze
 from ..reference import Matching, Reference, parse_layer_map
 from ..report import Report, to_markdown, to_table
+from ..report.report import read_report_text
 
 __all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMATS", "check", "reference_build",
            "reference_show", "scan"]
@@ -70,6 +71,13 @@ def _reference_path(spec: str | None) -> str | None:
     return None if spec in (None, RANDOM_INIT) else spec
 
 
+def _matching(args: argparse.Namespace) -> Matching:
+    """Strict unless asked: a reference from another network is refused (exit 2)."""
+    if (args.map or args.match_by_order or args.allow_unmatched) and args.reference is None:
+        raise InputError("`--map`/`--match-by-order`/`--allow-unmatched` expected --reference, got none")
+    return Matching(parse_layer_map(args.map), args.match_by_order, args.allow_unmatched)
+
+
 def _selection(args: argparse.Namespace, include_pointwise: bool = False) -> LayerSelection:
     return LayerSelection(args.kernel_sizes, args.include, args.exclude, include_pointwise)
 
@@ -79,9 +87,7 @@ def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     refuse_overwriting_inputs(args.output, [args.path, _reference_path(args.reference)])
     selection = _selection(args, args.include_pointwise)
     _check_eps(args.sparsity_eps, "--sparsity-eps")
-    if (args.map or args.match_by_order or args.allow_unmatched) and args.reference is None:
-        raise InputError("`--map`/`--match-by-order`/`--allow-unmatched` expected --reference, got none")
-    matching = Matching(parse_layer_map(args.map), args.match_by_order, args.allow_unmatched)
+    matching = _matching(args)
     report = analyze(
         args.path,
         select=selection,
@@ -124,15 +130,9 @@ def reference_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _load_baseline(path: str) -> Report:
-
-
-    p = Path(path)
+    text = read_report_text(path, "--baseline")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(
-            f"`--baseline` expected a readable JSON report, got {path!r} ({exc.strerror})"
-        ) from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: expected a JSON report, got a parse error ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("report"), dict):
@@ -150,8 +150,9 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise InputError(f"`--tolerance` expected a number >= 0, got {args.tolerance}")
     config = load_rules(args.config)
     baseline = None if args.baseline is None else _load_baseline(args.baseline)
+    matching = _matching(args)
     report = analyze(args.path, select=config.select, reference=_load_reference(args.reference, args.path),
-                     matching=Matching(allow_unmatched=True),
+                     matching=matching,
                      progress=None if args.quiet else _Progress(err))
     verdict = evaluate(report, config)
     if baseline is not None:

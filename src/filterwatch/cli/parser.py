@@ -48,6 +48,17 @@ def _selection(p: argparse.ArgumentParser) -> None:
                    help="skip layers whose name matches (repeatable)")
 
 
+def _reference(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", metavar="REF",
+                   help=f"reference file for drift, or '{commands.RANDOM_INIT}'")
+    p.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                   help="reference layer OLD is model layer NEW (repeatable)")
+    p.add_argument("--match-by-order", action="store_true",
+                   help="pair unmatched layers by order when shapes agree")
+    p.add_argument("--allow-unmatched", action="store_true",
+                   help="layers without a reference get no drift instead of an error")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary line")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -62,14 +73,7 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     scan.add_argument("--include-pointwise", action="store_true", help="also measure 1x1 layers")
     scan.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS")
     scan.add_argument("--no-orthogonality", action="store_true", help="skip the costly measure")
-    scan.add_argument("--reference", metavar="REF",
-                      help=f"reference file for drift, or '{commands.RANDOM_INIT}'")
-    scan.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
-                      help="reference layer OLD is model layer NEW (repeatable)")
-    scan.add_argument("--match-by-order", action="store_true",
-                      help="pair unmatched layers by order when shapes agree")
-    scan.add_argument("--allow-unmatched", action="store_true",
-                      help="layers without a reference get no drift instead of an error")
+    _reference(scan)
     _common(scan)
     scan.set_defaults(func=commands.scan)
 
@@ -79,8 +83,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     check.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
     check.add_argument("--config", metavar="FILE",
                        help="TOML with [tool.filterwatch.gate] (default: ./pyproject.toml)")
-    check.add_argument("--reference", metavar="REF",
-                       help=f"reference file for drift rules, or '{commands.RANDOM_INIT}'")
+    _reference(check)
     check.add_argument("--baseline", metavar="REPORT.json",
                        help="fail measures worse than in this earlier report")
     check.add_argument("--tolerance", type=float, metavar="X",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 from ..report import Report
 from ..report.registry import select
 from .evaluate import Verdict, Violation
@@ -16,6 +17,7 @@ def compare_to_baseline(report: Report, baseline: Report, tolerance: float,
     measures count, and which direction is worse, come from the registry."""
     verdict = verdict or Verdict()
     before = {layer.name: layer for layer in baseline.layers}
+    _check_same_architecture(report, baseline, before)
     for layer in report.layers:
         old = before.get(layer.name)
         if old is None:
@@ -29,7 +31,24 @@ def compare_to_baseline(report: Report, baseline: Report, tolerance: float,
             if delta > tolerance:
                 limit = then + tolerance if m.worse == "high" else then - tolerance
                 verdict.add(layer.name, "baseline", Violation(
-                    layer.name, m.key, now, limit, f"baseline {then:.4g} ± tolerance", "baseline",
-                    m.hint + " (a regression from the baseline)"))
+                    layer.name, m.key, now, limit, "baseline", "baseline",
+                    m.hint + " (a regression from the baseline)", baseline=then))
         verdict.add(layer.name, "baseline", None)
     return verdict
+
+
+def _check_same_architecture(report: Report, baseline: Report, before: dict) -> None:  # type: ignore[type-arg]
+    """Refuse a baseline of another network: layers compared by name must have one shape."""
+    common = [layer for layer in report.layers if layer.name in before]
+    if report.layers and not common:
+        raise InputError(
+            f"`--baseline` expected a report of the same network, got {baseline.source or 'one'} "
+            f"that shares no layer name with {report.source or 'the model'}; hint: pass the "
+            "report of an earlier version of this model")
+    for layer in common:
+        old = before[layer.name]
+        if list(old.shape) != list(layer.shape):
+            raise InputError(
+                f"`--baseline` expected the same layer shapes, got layer `{layer.name}` of shape "
+                f"{list(layer.shape)} vs {list(old.shape)} in the baseline; hint: the baseline "
+                "is of another architecture: regenerate it from this model")

@@ -23,14 +23,21 @@ class Violation:
 
     layer: str
     measure: str
-    value: float
+    value: float | None  # None: the layer could not be measured at all
     limit: float
     rule: str
     group: str
     hint: str
+    baseline: float | None = None  # the baseline's value, for a regression from it
 
     @property
     def message(self) -> str:
+        if self.value is None:
+            return f"{self.layer}: not measured ({self.rule}); hint: {self.hint}"
+        if self.baseline is not None:
+            return (f"{self.layer}: {self.measure} = {self.value:.4g}, worse than the baseline's "
+                    f"{self.baseline:.4g} beyond the tolerance (limit {self.limit:.4g}); "
+                    f"hint: {self.hint}")
         return (f"{self.layer}: {self.measure} = {self.value:.4g} violates {self.rule} "
                 f"{self.limit:.4g}; hint: {self.hint}")
 
@@ -114,6 +121,13 @@ def evaluate(report: Report, config: GateConfig | None = None) -> Verdict:
     verdict = Verdict()
     for layer in report.layers:
         if not selection.accepts(layer.name, layer.kernel_size):
+            continue
+        if layer.nonfinite is None:  # the kernel could not be read: no value is not a pass
+            why = layer.undefined.get("nonfinite") or layer.undefined.get("sparsity") or "unreadable"
+            verdict.add(layer.name, "measurable", Violation(
+                layer.name, "nonfinite", None, 0.0, why, "measurable",
+                "a layer with no measurable value is not a pass: check that the checkpoint holds "
+                "real weights (not meta or lazy ones)"))
             continue
         rules = config.for_layer(layer.name)
         for m in GATED:

@@ -48,8 +48,8 @@ def _markdown(verdict: Verdict, report: Report, config: GateConfig) -> str:
     lines = [f"## filterwatch gate {icon} {_headline(verdict)}", "", f"Rules: `{config.source}`", ""]
     if verdict.violations:
         lines += ["| layer | measure | value | limit | rule | hint |", "|---|---|---:|---:|---|---|"]
-        lines += [f"| `{v.layer}` | {v.measure} | {v.value:.4g} | {v.limit:.4g} | {v.rule} | {v.hint} |"
-                  for v in verdict.violations]
+        lines += [f"| `{v.layer}` | {v.measure} | {'n/a' if v.value is None else format(v.value, '.4g')} "
+                  f"| {v.limit:.4g} | {v.rule} | {v.hint} |" for v in verdict.violations]
         lines.append("")
     return "\n".join(lines) + "\n" + to_markdown(report)
 

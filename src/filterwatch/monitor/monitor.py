@@ -28,7 +28,8 @@ from .alerts import Alert, AlertRules, AlertTracker
 __all__ = ["SCALAR_MEASURES", "Monitor", "MonitorViews"]
 
 SCALAR_MEASURES: tuple[str, ...] = tuple(m.key for m in select(scalar=True))
-_LENIENT = Matching(allow_unmatched=True)  # model surgery mid-run: explain, don't fail
+# model surgery mid-run: explain, don't fail
+_LENIENT = Matching(allow_unmatched=True, allow_kernel_change=True)
 
 
 class Monitor:

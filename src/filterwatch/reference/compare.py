@@ -64,8 +64,8 @@ class ReferencePlan:
 
     Raises:
         InputError: layers that cannot be matched to the reference, or a kernel-size
-            mismatch (with ``matching.allow_unmatched`` both become a reason next to a null
-            drift).
+            mismatch (with ``matching.allow_unmatched`` and ``matching.allow_kernel_change``
+            each becomes a reason next to a null drift).
     """
 
     def __init__(self, layers: Sequence[ConvLayer], reference: Reference,
@@ -73,7 +73,7 @@ class ReferencePlan:
         self.reference = reference
         matching = matching or Matching()
         names = _names_for(layers, reference, matching)
-        self.targets = [self._target(layer, names.get(layer.name), matching.allow_unmatched)
+        self.targets = [self._target(layer, names.get(layer.name), matching.allow_kernel_change)
                         for layer in layers]
 
     def _target(self, layer: ConvLayer, ref_name: str | None, lenient: bool) -> _Target:

@@ -17,17 +17,23 @@ class Matching:
     Attributes:
         layer_map: model layer name -> reference layer name, tried first.
         by_order: pair the layers left over in order when their shapes agree.
-        allow_unmatched: layers without a reference layer get a null drift with a reason
-            instead of an error.
+        allow_unmatched: layers without a reference layer (by name) get a null drift with a
+            reason instead of an error.
+        allow_kernel_change: a layer whose kernel size differs from its reference layer's
+            (model surgery during training) gets a null drift with a reason instead of an
+            error. Separate from ``allow_unmatched``: a reference from another network is
+            still refused.
 
     Example:
-        >>> Matching(layer_map=parse_layer_map(["conv1=stem.conv"]), allow_unmatched=True)
-        Matching(layer_map={'stem.conv': 'conv1'}, by_order=False, allow_unmatched=True)
+        >>> m = Matching(layer_map=parse_layer_map(["conv1=stem.conv"]), allow_unmatched=True)
+        >>> m.layer_map, m.allow_unmatched, m.allow_kernel_change
+        ({'stem.conv': 'conv1'}, True, False)
     """
 
     layer_map: Mapping[str, str] = field(default_factory=dict)
     by_order: bool = False
     allow_unmatched: bool = False
+    allow_kernel_change: bool = False
 
 
 def check_matching(matching: object) -> Matching:

@@ -109,21 +109,25 @@ class Report:
                 f"{where}: `schema_version` expected {SCHEMA_VERSION}, got {version!r}; "
                 "hint: regenerate the report with this filterwatch version"
             )
-        known = {f.name for f in fields(LayerReport)}
-        try:
-            layers = [LayerReport(**{k: v for k, v in d.items() if k in known})
-                      for d in data["layers"]]
-            return cls(
-                layers=layers,
-                source=str(data.get("source", "")),
-                settings=dict(data.get("settings", {})),
-                summary=dict(data.get("summary", {})),
-                filterwatch_version=str(data.get("filterwatch_version", "")),
-                created=str(data.get("created", "")),
-                step=data.get("step"),
-            )
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{where}: not a filterwatch report ({exc})") from None
+        raw_layers = data.get("layers")
+        if not isinstance(raw_layers, list):
+            raise InputError(f"{where}: `layers` expected a list, got {type(raw_layers).__name__}")
+        layers = [_layer_from_dict(d, f"{where}: layers[{i}]") for i, d in enumerate(raw_layers)]
+        step = data.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise InputError(f"{where}: `step` expected an integer or null, got {step!r}")
+        for key in ("settings", "summary"):
+            if not isinstance(data.get(key, {}), dict):
+                raise InputError(f"{where}: `{key}` expected an object, got {type(data[key]).__name__}")
+        return cls(
+            layers=layers,
+            source=str(data.get("source", "")),
+            settings=dict(data.get("settings", {})),
+            summary=dict(data.get("summary", {})),
+            filterwatch_version=str(data.get("filterwatch_version", "")),
+            created=str(data.get("created", "")),
+            step=step,
+        )
 
     @classmethod
     def from_json(cls, text: str, where: str = "report") -> Report:
@@ -135,14 +139,64 @@ class Report:
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(
-                f"`path` expected a readable report file, got {str(p)!r} ({exc.strerror})"
-            ) from None
-        return cls.from_json(text, where=str(p))
+        return cls.from_json(read_report_text(path, "path"), where=str(path))
+
+
+def read_report_text(path: str | Path, arg: str) -> str:
+    """The text of a JSON report file, or an :class:`InputError` naming ``arg``."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"`{arg}` expected a readable report file, got {str(p)!r} ({exc.strerror})"
+        ) from None
+    except UnicodeDecodeError:
+        raise InputError(
+            f"`{arg}` expected a UTF-8 JSON report, got {str(p)!r}, which holds other bytes; "
+            "hint: pass a report written by `filterwatch scan --format json` or Report.save"
+        ) from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# what each LayerReport field may hold in JSON (the dataclass's annotations, checked on load)
+_FIELD_CHECKS: dict[str, tuple[str, Any]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", _is_int),
+    "float": ("a number", _is_number),
+    "int | None": ("an integer or null", lambda v: v is None or _is_int(v)),
+    "float | None": ("a number or null", lambda v: v is None or _is_number(v)),
+    "list[int]": ("a list of integers", lambda v: isinstance(v, list) and all(map(_is_int, v))),
+    "list[float] | None": ("a list of numbers or null",
+                           lambda v: v is None or (isinstance(v, list) and all(map(_is_number, v)))),
+    "dict[str, str]": ("an object of strings", lambda v: isinstance(v, dict) and all(
+        isinstance(a, str) and isinstance(b, str) for a, b in v.items())),
+}
+
+
+def _layer_from_dict(d: Any, where: str) -> LayerReport:
+    """A LayerReport from untrusted JSON: every field's type is checked."""
+    if not isinstance(d, dict):
+        raise InputError(f"{where}: expected a layer object, got {type(d).__name__} {d!r:.40}")
+    values = {}
+    for f in fields(LayerReport):
+        if f.name not in d:
+            continue
+        what, ok = _FIELD_CHECKS[str(f.type)]
+        if not ok(d[f.name]):
+            raise InputError(f"{where}: `{f.name}` expected {what}, got {d[f.name]!r:.40}")
+        values[f.name] = d[f.name]
+    try:
+        return LayerReport(**values)
+    except TypeError as exc:  # a required field is missing
+        raise InputError(f"{where}: not a filterwatch layer report ({exc})") from None
 
 
 def _clean_json(obj: Any) -> Any:
