@@ -37,7 +37,7 @@ def test_scalars_in_tensorboard_equal_analyze(tmp_path: Path) -> None:
     tags = acc.Tags()["scalars"]
     for name in ("filterwatch/body.0/sparsity", "filterwatch/body.2/variance_entropy",
                  "filterwatch/body.2/drift", "filterwatch/body.2/relative_change",
-                 "filterwatch/model/variance_entropy", "filterwatch/overhead_ms"):
+                 "filterwatch_model/variance_entropy", "filterwatch/overhead_ms"):
         assert name in tags, name
     steps = [e.step for e in acc.Scalars("filterwatch/body.2/variance_entropy")]
     assert steps == [0, 3, 6, 8]  # every 3 steps from step 0, plus the final snapshot (8 steps)
@@ -74,7 +74,7 @@ def test_every_logger_gets_the_scalars(tmp_path: Path) -> None:
     csv = CSVLogger(tmp_path, name="csv")
     trainer(tmp_path, [FilterWatch(every_n_steps=4)], logger=[csv]).fit(TinyNet(), loader())
     header = (Path(csv.log_dir) / "metrics.csv").read_text().splitlines()[0]
-    assert "filterwatch/body.0/sparsity" in header and "filterwatch/model/drift" in header
+    assert "filterwatch/body.0/sparsity" in header and "filterwatch_model/drift" in header
 
 
 def test_no_logger_warns_and_keeps_history(tmp_path: Path) -> None:

@@ -177,6 +177,25 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
             meta["version"] = 99
         elif how == "bad_range":
             meta["groups"][0]["hi"] = meta["groups"][0]["lo"]
+        elif how == "negative_counts":  # issue 13, item 18: crafted files
+            tensors["group.0.hist"][0, 0] = -5.0
+            tensors["group.0.hist"][0, 1] += 5.0
+        elif how == "huge_counts":
+            tensors["group.0.hist"][0, 0] = 1e300
+        elif how == "negative_explained":
+            tensors["group.0.explained"][0] = -7.0
+        elif how == "layers_not_list":
+            meta["groups"][0]["layers"] = 5
+        elif how == "groups_not_list":
+            meta["groups"] = {"a": 1}
+        elif how == "group_not_object":
+            meta["groups"][0] = 5
+        elif how == "sources_not_list":
+            meta["sources"] = "x"
+        elif how == "not_orthonormal":
+            tensors["group.0.basis"] = tensors["group.0.basis"] * 3
+        elif how == "n_string":
+            meta["groups"][0]["n"] = "many"
         save_file(tensors, str(bad), metadata={"filterwatch": json.dumps(meta)})
     return bad
 
@@ -190,9 +209,18 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         ("wrong_shape", r"basis of shape \(5, 5\)"),
         ("wrong_dtype", "torch.float32"),
         ("nan", "non-finite"),
-        ("missing_tensor", "group 1 incomplete"),
+        ("missing_tensor", "without its group.1"),
         ("version", "format version 99"),
         ("bad_range", "invalid range"),
+        ("negative_counts", "negative or fractional histogram counts"),
+        ("huge_counts", "do not count its n"),
+        ("negative_explained", "explained-variance ratios outside"),
+        ("layers_not_list", "group 0 with missing or malformed fields"),
+        ("groups_not_list", "`groups` is malformed"),
+        ("group_not_object", "group 0 that is a int"),
+        ("sources_not_list", "`sources` is malformed"),
+        ("not_orthonormal", "not orthonormal"),
+        ("n_string", "group 0 with missing or malformed fields"),
     ],
 )
 def test_bad_reference_files(tmp_path: Path, how: str, message: str) -> None:

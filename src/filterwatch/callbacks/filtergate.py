@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
@@ -122,6 +123,8 @@ class FilterGate(Callback):
             return False, None
         head = "; ".join(v.message for v in violations[:3])
         more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
+        if any(v.measure == "nonfinite" for v in violations):  # NaN/Inf never heal: no patience
+            return True, f"filter gate failed: {head}{more}"
         if failures < self.patience:
             return False, (f"gate failed {failures}/{self.patience} consecutive checks: "
                            f"{head}{more}")
@@ -141,6 +144,8 @@ class FilterGate(Callback):
         self._share(trainer, pl_module, layers)
         if self._shared_with is None and (trainer.is_global_zero or self._sharded):
             self.monitor.ensure_reference(layers)
+        if _holds_nonfinite(layers):  # already NaN/Inf: nothing to wait for, check now
+            self._run_check(trainer, pl_module)
 
     def _share(self, trainer: pl.Trainer, pl_module: pl.LightningModule, layers: list[Any]) -> None:
         """Use the Monitor of a FilterWatch on the same trainer: one reference and one analysis
@@ -193,3 +198,10 @@ class FilterGate(Callback):
             else:
                 rank_zero_warn(f"FilterGate (mode='warn'): {reason}")
             self.failures = 0
+
+
+def _holds_nonfinite(layers: list[Any]) -> bool:
+    """Whether a readable kernel holds NaN/Inf (a read per layer, at fit start only)."""
+    with torch.no_grad():
+        return any(not bool(torch.isfinite(layer.kernel()).all())
+                   for layer in layers if not layer.unavailable)

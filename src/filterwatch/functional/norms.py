@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, UndefinedMeasureError
 from ._filters import _as_float64, _check_weight, _filter_matrix
 
 __all__ = ["dead_channels", "filter_norms", "nonfinite_count", "relative_change"]
@@ -61,7 +61,11 @@ def nonfinite_count(weight: torch.Tensor) -> int:
 
 
 def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:
-    """``‖W − W_ref‖ / ‖W_ref‖`` (Frobenius); ``inf`` when the reference is all zero and W is not.
+    """``‖W − W_ref‖ / ‖W_ref‖`` (Frobenius).
+
+    Raises:
+        UndefinedMeasureError: the reference is all zero (a zero-initialised layer): there is
+            nothing to be relative to.
 
     Example:
         >>> import torch
@@ -77,5 +81,7 @@ def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:
     num = float(torch.linalg.vector_norm(w - ref).item())
     den = float(torch.linalg.vector_norm(ref).item())
     if den == 0.0:
-        return 0.0 if num == 0.0 else float("inf")
+        raise UndefinedMeasureError(
+            "relative change is undefined: the reference weights are all zero (e.g. a "
+            "zero-initialised layer); hint: follow weight_norm instead")
     return num / den

@@ -166,9 +166,9 @@ class TensorBoardSink:
 
     def layout(self) -> None:
         """One custom-scalars chart per measure, all layers on it."""
-        charts = {m.key: ["Multiline", [rf"filterwatch/(?!model/).*/{m.key}$"]]
+        charts = {m.key: ["Multiline", [rf"^filterwatch/.+/{m.key}$"]]
                   for m in select() if m.chart is not None}
-        model = {m.key: ["Multiline", [f"filterwatch/model/{m.key}"]] for m in select(chart="both")}
+        model = {m.key: ["Multiline", [rf"^filterwatch_model/{m.key}$"]] for m in select(chart="both")}
         self.writer.add_custom_scalars({"filterwatch: layers": charts, "filterwatch: model": model})
         self._layout_done = True
 

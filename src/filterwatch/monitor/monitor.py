@@ -146,7 +146,8 @@ class Monitor:
 
     @staticmethod
     def scalars(report: Report, prefix: str = "filterwatch") -> dict[str, float]:
-        """Flat ``{prefix/<layer>/<measure>: value}`` plus ``{prefix/model/<measure>}``."""
+        """Flat ``{prefix/<layer>/<measure>: value}`` plus ``{prefix_model/<measure>}`` (outside
+        the layers' namespace: a layer called ``model`` keeps its own tags)."""
         out: dict[str, float] = {}
         for layer in report.layers:
             for m in SCALAR_MEASURES:
@@ -155,7 +156,7 @@ class Monitor:
                     out[f"{prefix}/{layer.name}/{m}"] = v
         for m, v in report.summary.get("mean", {}).items():
             if v is not None:
-                out[f"{prefix}/model/{m}"] = float(v)
+                out[f"{prefix}_model/{m}"] = float(v)  # no layer name can take this
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -55,16 +55,33 @@ def _fail(where: str | Path, what: str) -> InputError:
     return InputError(f"{where}: expected a filterwatch reference file, got {what}")
 
 
-def _group(where: str | Path, i: int, g: dict[str, Any], tensors: Mapping[str, torch.Tensor],
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _group(where: str | Path, i: int, g: Any, tensors: Mapping[str, torch.Tensor],
            bins: int) -> ReferenceGroup:
+    if not isinstance(g, dict):
+        raise _fail(where, f"group {i} that is a {type(g).__name__}, not an object")
+    ok = (isinstance(g.get("key"), str) and isinstance(g.get("kernel_size"), list)
+          and all(_is_int(s) and s > 0 for s in g["kernel_size"]) and _strings(g.get("layers", []))
+          and _is_int(g.get("n")) and g["n"] >= 2
+          and all(isinstance(g.get(x), int | float) and not isinstance(g.get(x), bool) for x in ("lo", "hi")))
+    if not ok:
+        raise _fail(where, f"group {i} with missing or malformed fields (key, kernel_size, "
+                           "layers, n >= 2, lo, hi)")
+    kernel = tuple(g["kernel_size"])
+    k = math.prod(kernel)
+    lo, hi, n = float(g["lo"]), float(g["hi"]), int(g["n"])
+    key, layers = g["key"], list(g.get("layers", []))
     try:
-        kernel = tuple(int(s) for s in g["kernel_size"])
-        k = math.prod(kernel)
-        lo, hi, n = float(g["lo"]), float(g["hi"]), int(g["n"])
         parts = {p: tensors[f"group.{i}.{p}"] for p in _PARTS}
-        key, layers = str(g["key"]), [str(x) for x in g.get("layers", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _fail(where, f"group {i} incomplete ({exc!r} missing or malformed)") from None
+    except KeyError as exc:
+        raise _fail(where, f"group `{key}` without its {exc.args[0]} tensor") from None
     want = {"mean": (k,), "basis": (k, k), "explained": (k,), "hist": (k, bins)}
     for part, shape in want.items():
         t = parts[part]
@@ -75,20 +92,55 @@ def _group(where: str | Path, i: int, g: dict[str, Any], tensors: Mapping[str, t
             raise _fail(where, f"group `{key}` {part} with non-finite values")
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise _fail(where, f"group `{key}` with an invalid range [{lo}, {hi}]")
+    _check_distribution(where, key, parts, n)
     basis = DriftBasis(parts["mean"], parts["basis"], parts["explained"], lo, hi, parts["hist"], n)
     return ReferenceGroup(key, kernel, basis, layers)
 
 
+def _check_distribution(where: str | Path, key: str, parts: Mapping[str, torch.Tensor], n: int) -> None:
+    """Counts are whole numbers >= 0 that sum to ``n`` per component; explained-variance
+    ratios lie in [0, 1] and sum to at most 1; the basis is orthonormal."""
+    hist, explained, basis = parts["hist"], parts["explained"], parts["basis"]
+    if bool((hist < 0).any()) or not torch.equal(hist, hist.round()):
+        raise _fail(where, f"group `{key}` with negative or fractional histogram counts")
+    if not bool((hist.sum(dim=1) == n).all()):
+        raise _fail(where, f"group `{key}` whose histograms do not count its n = {n} filters")
+    if bool((explained < 0).any()) or float(explained.sum()) > 1.0 + 1e-6:
+        raise _fail(where, f"group `{key}` with explained-variance ratios outside [0, 1]")
+    eye = torch.eye(basis.shape[0], dtype=basis.dtype)
+    if float((basis @ basis.T - eye).abs().max()) > 1e-6:
+        raise _fail(where, f"group `{key}` whose basis is not orthonormal")
+
+
+def _check_header(where: str | Path, meta: Mapping[str, Any]) -> None:
+    checks = {
+        "bins": lambda v: _is_int(v) and v >= 2,
+        "grouping": lambda v: isinstance(v, str),
+        "groups": lambda v: isinstance(v, list),
+        "sources": _strings,
+        "snapshot": _strings,
+        "layer_shapes": lambda v: isinstance(v, dict) and all(
+            isinstance(s, list) and all(_is_int(x) for x in s) for s in v.values()),
+        "skipped": lambda v: isinstance(v, dict) and all(
+            isinstance(a, str) and isinstance(b, str) for a, b in v.items()),
+    }
+    required = ("bins", "grouping", "groups")
+    for name, ok in checks.items():
+        if name not in meta:
+            if name in required:
+                raise _fail(where, f"metadata without `{name}`")
+            continue
+        if not ok(meta[name]):
+            raise _fail(where, f"metadata whose `{name}` is malformed ({meta[name]!r:.40})")
+
+
 def decode(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], where: str | Path) -> Decoded:
-    """Inverse of :func:`encode`, validating every group."""
+    """Inverse of :func:`encode`, validating every field (files may be crafted)."""
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise _fail(where, "metadata of another format or version")
-    try:
-        bins = int(meta["bins"])
-        groups_meta = list(meta["groups"])
-        str(meta["grouping"])
-    except (KeyError, TypeError, ValueError):
-        raise _fail(where, "metadata without bins/groups/grouping") from None
+    _check_header(where, meta)
+    bins = int(meta["bins"])
+    groups_meta = list(meta["groups"])
     groups = {}
     for i, g in enumerate(groups_meta):
         group = _group(where, i, g, tensors, bins)

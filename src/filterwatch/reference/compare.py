@@ -55,7 +55,8 @@ def _names_for(layers: Sequence[ConvLayer], ref: Reference, matching: Matching) 
     if ref.grouping != "layer":
         return {n: n for n in names}
     shapes = ({layer.name: list(layer.shape) for layer in layers}, ref.layer_shapes)
-    return match_layers(names, list(ref.groups), mapping=matching.layer_map, by_order=matching.by_order,
+    ref_names = [*ref.groups, *(k for k in ref.skipped if k not in ref.groups)]
+    return match_layers(names, ref_names, mapping=matching.layer_map, by_order=matching.by_order,
                         shapes=shapes, allow_unmatched=matching.allow_unmatched)
 
 
@@ -85,6 +86,9 @@ class ReferencePlan:
         key = ref.key_for(layer, ref_name)
         group = ref.groups.get(key)
         if group is None:
+            skipped = ref.skipped.get(key)
+            if skipped:  # relative change may still be defined (compare() tries it)
+                return _Target(None, ref_name, f"no reference for this layer ({skipped})")
             return _Target(None, ref_name, f"the reference has no group `{key}`")
         if group.kernel_size != layer.kernel_size:
             if not lenient:
@@ -104,22 +108,28 @@ class ReferencePlan:
         """Drift and relative change of layer ``index``, whose kernel ``weight`` was read
         (``None``: not read, e.g. a lazy layer; the comparison then says why)."""
         target = self.targets[index]
-        if target.group is None or weight is None:
+        if weight is None or target.change_reason:
             return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
         out: dict[str, object] = {}
-        try:
-            result = drift(weight, target.group.basis)
-            n = int(weight.shape[0] * weight.shape[1])
-            out.update(drift=result.value, components=result.components.tolist(), counts=result.counts,
-                       noise=self.reference.noise_floor(target.group.key, n))
-        except UndefinedMeasureError as exc:
-            out["drift_reason"] = str(exc)
+        if target.group is None:
+            out["drift_reason"] = target.drift_reason
+        else:
+            try:
+                result = drift(weight, target.group.basis)
+                n = int(weight.shape[0] * weight.shape[1])
+                out.update(drift=result.value, components=result.components.tolist(),
+                           counts=result.counts, noise=self.reference.noise_floor(target.group.key, n))
+            except UndefinedMeasureError as exc:
+                out["drift_reason"] = str(exc)
         snap = self.reference.snapshot_on(target.ref_name, weight.device)
         if snap is not None and tuple(snap.shape) == tuple(weight.shape):
-            if out.get("drift_reason"):  # the kernel holds NaN/Inf
+            if out.get("drift_reason") and target.group is not None:  # the kernel holds NaN/Inf
                 out["change_reason"] = "the weight holds non-finite values"
             else:
-                out["relative_change"] = relative_change(weight, snap)
+                try:
+                    out["relative_change"] = relative_change(weight, snap)
+                except UndefinedMeasureError as exc:
+                    out["change_reason"] = str(exc)
         elif self.reference.snapshot:
             out["change_reason"] = "no reference weights of the same shape"
         return Comparison(**out)  # type: ignore[arg-type]

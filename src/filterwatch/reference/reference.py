@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import InputError, NoConvLayersError
+from ..errors import InputError, NoConvLayersError, UndefinedMeasureError
 from ..functional._scratch import scratch_memory
 from ..functional.drift import BINS, drift_basis, drift_noise_floor
 from ..layers import (
@@ -57,6 +57,7 @@ class Reference:
     grouping: Grouping = "layer"
     sources: list[str] = field(default_factory=list)
     layer_shapes: dict[str, list[int]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # group key -> why it has no basis
     snapshot: dict[str, torch.Tensor] = field(default_factory=dict)
     created: str = ""
     filterwatch_version: str = __version__
@@ -125,7 +126,15 @@ class Reference:
         with scratch_memory():  # the layers' passes share their buffers
             ref._add_sources(many, group, snapshot, select, pooled, members, kernels)
             for key, parts in pooled.items():
-                basis = drift_basis(torch.cat(parts).to(torch.float64), bins=bins)
+                try:
+                    basis = drift_basis(torch.cat(parts).to(torch.float64), bins=bins)
+                except UndefinedMeasureError as exc:  # one filter, NaN/Inf: skip this group only
+                    ref.skipped[key] = str(exc)
+                    continue
+                if float(basis.explained.sum()) == 0.0:
+                    ref.skipped[key] = ("drift is undefined: the reference filters do not vary "
+                                        "(e.g. a zero-initialised layer)")
+                    continue
                 ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])))
         return ref
 
@@ -184,7 +193,7 @@ class Reference:
         """Plain tensors and JSON-able metadata (what the file and checkpoints hold)."""
         header = {"grouping": self.grouping, "bins": self.bins, "sources": self.sources,
                   "created": self.created, "filterwatch_version": self.filterwatch_version,
-                  "layer_shapes": self.layer_shapes}
+                  "layer_shapes": self.layer_shapes, "skipped": self.skipped}
         return encode(self.groups, self.snapshot, header)
 
     @classmethod
@@ -198,6 +207,7 @@ class Reference:
             raise InputError(f"{where}: `grouping` expected one of {', '.join(GROUPINGS)}, got {grouping!r}")
         return cls(groups=groups, grouping=grouping,
                    sources=list(m.get("sources", [])), layer_shapes=dict(m.get("layer_shapes", {})),
+                   skipped=dict(m.get("skipped", {})),
                    snapshot=snapshot, created=str(m.get("created", "")),
                    filterwatch_version=str(m.get("filterwatch_version", "")), bins=int(m["bins"]))
 
