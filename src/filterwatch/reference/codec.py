@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -113,7 +113,7 @@ def _check_distribution(where: str | Path, key: str, parts: Mapping[str, torch.T
 
 
 def _check_header(where: str | Path, meta: Mapping[str, Any]) -> None:
-    checks = {
+    checks: dict[str, Callable[[Any], bool]] = {
         "bins": lambda v: _is_int(v) and v >= 2,
         "grouping": lambda v: isinstance(v, str),
         "groups": lambda v: isinstance(v, list),
