@@ -20,10 +20,10 @@ from ..reference import Matching, Reference, parse_layer_map
 from ..report import Report, to_markdown, to_table
 from ..report.report import read_report_text
 
-__all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMATS", "check", "reference_build",
-           "reference_show", "scan"]
+__all__ = ["EXIT_GATE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMATS", "check",
+           "reference_build", "reference_show", "scan"]
 
-EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RANDOM_INIT = "random-init"
 ReportFormat = Literal["table", "json", "markdown"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = ("table", "json", "markdown")
@@ -79,7 +79,8 @@ def _matching(args: argparse.Namespace) -> Matching:
 
 
 def _selection(args: argparse.Namespace, include_pointwise: bool = False) -> LayerSelection:
-    return LayerSelection(args.kernel_sizes, args.include, args.exclude, include_pointwise)
+    return LayerSelection(args.kernel_sizes, args.include, args.exclude, include_pointwise,
+                          args.transposed)
 
 
 def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -151,7 +152,11 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = load_rules(args.config)
     baseline = None if args.baseline is None else _load_baseline(args.baseline)
     matching = _matching(args)
-    report = analyze(args.path, select=config.select, reference=_load_reference(args.reference, args.path),
+    select = config.select
+    if args.transposed:
+        select = LayerSelection(select.kernel_sizes, select.include, select.exclude,
+                                select.include_pointwise, args.transposed)
+    report = analyze(args.path, select=select, reference=_load_reference(args.reference, args.path),
                      matching=matching,
                      progress=None if args.quiet else _Progress(err))
     verdict = evaluate(report, config)

@@ -5,7 +5,8 @@
 - ``filterwatch reference build PATH... -o REF [--group layer|depth|kernel]``.
 - ``filterwatch reference show REF``.
 
-Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error.
+Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error, 3 an
+internal error (a bug: never 1, so that a crash is never read as a failed gate).
 Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
@@ -20,8 +22,9 @@ from .._version import __version__
 from ..errors import FilterwatchError
 from ..gate import VERDICT_FORMATS
 from ..reference import GROUPINGS
+from ..report.text import printable
 from . import commands
-from .commands import EXIT_USAGE, REPORT_FORMATS
+from .commands import EXIT_INTERNAL, EXIT_USAGE, REPORT_FORMATS
 
 __all__ = ["main"]
 
@@ -46,6 +49,12 @@ def _selection(p: argparse.ArgumentParser) -> None:
                    help="only layers whose name matches (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip layers whose name matches (repeatable)")
+    _transposed(p)
+
+
+def _transposed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transposed", action="append", default=[], metavar="GLOB",
+                   help="these layers are ConvTranspose (a checkpoint does not say; repeatable)")
 
 
 def _reference(p: argparse.ArgumentParser) -> None:
@@ -84,6 +93,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     check.add_argument("--config", metavar="FILE",
                        help="TOML with [tool.filterwatch.gate] (default: ./pyproject.toml)")
     _reference(check)
+    _transposed(check)
     check.add_argument("--baseline", metavar="REPORT.json",
                        help="fail measures worse than in this earlier report")
     check.add_argument("--tolerance", type=float, metavar="X",
@@ -129,6 +139,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     err = err or sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = _dispatch(argv, out, err, debug)
+    for w in caught:  # our warnings as one line each, after the command's own output
+        if issubclass(w.category, UserWarning):
+            err.write(f"filterwatch: warning: {_one_line(str(w.message))}\n")
+    return code
+
+
+def _one_line(text: str) -> str:
+    """One line, no control characters (an exception may quote ANSI escapes or file bytes)."""
+    return " ".join(printable(text, keep="").replace("\\x0a", " ").replace("\\x09", " ").split())
+
+
+def _dispatch(argv: list[str], out: TextIO, err: TextIO, debug: bool) -> int:
     try:
         args = _build_parser().parse_args(argv)
         func: Command | None = getattr(args, "func", None)
@@ -143,8 +168,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     except (FilterwatchError, OSError) as exc:
         if debug:
             raise
-        err.write(f"filterwatch: error: {exc}\n")
+        err.write(f"filterwatch: error: {_one_line(str(exc))}\n")
         return EXIT_USAGE
+    except Exception as exc:  # a bug: never exit 1, which `check` uses for "the gate failed"
+        if debug:
+            raise
+        err.write(f"filterwatch: internal error: {type(exc).__name__}: {_one_line(str(exc))[:300]}; "
+                  "hint: rerun with --debug for the traceback and report it\n")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

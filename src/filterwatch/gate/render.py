@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
 from ..report import Report, to_markdown, to_table
+from ..report.text import md_cell, printable
 from .evaluate import Verdict
 from .rules import GateConfig
 
@@ -38,18 +39,20 @@ def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[s
 
 def _table(verdict: Verdict, report: Report, config: GateConfig) -> str:
     lines = [to_table(report).rstrip("\n"), "", f"gate rules: {config.source}"]
-    lines += [f"  FAIL {v.message}" for v in verdict.violations]
+    lines += [f"  FAIL {printable(v.message, keep='')}" for v in verdict.violations]
     lines.append(_headline(verdict))
     return "\n".join(lines) + "\n"
 
 
 def _markdown(verdict: Verdict, report: Report, config: GateConfig) -> str:
     icon = ":white_check_mark:" if verdict.passed else ":x:"
-    lines = [f"## filterwatch gate {icon} {_headline(verdict)}", "", f"Rules: `{config.source}`", ""]
+    lines = [f"## filterwatch gate {icon} {_headline(verdict)}", "",
+             f"Rules: `{md_cell(config.source)}`", ""]
     if verdict.violations:
         lines += ["| layer | measure | value | limit | rule | hint |", "|---|---|---:|---:|---|---|"]
-        lines += [f"| `{v.layer}` | {v.measure} | {'n/a' if v.value is None else format(v.value, '.4g')} "
-                  f"| {v.limit:.4g} | {v.rule} | {v.hint} |" for v in verdict.violations]
+        lines += [f"| `{md_cell(v.layer)}` | {v.measure} | "
+                  f"{'n/a' if v.value is None else format(v.value, '.4g')} | {v.limit:.4g} | "
+                  f"{md_cell(v.rule)} | {md_cell(v.hint)} |" for v in verdict.violations]
         lines.append("")
     return "\n".join(lines) + "\n" + to_markdown(report)
 
@@ -60,16 +63,17 @@ def _junit(verdict: Verdict, report: Report, config: GateConfig) -> str:
     suite = ET.Element("testsuite", name="filterwatch", tests=str(len(verdict.checks)),
                        failures=str(failures), errors="0", skipped=str(skipped))
     by_key: dict[tuple[str, str], list[str]] = {}
-    for v in verdict.violations:
-        by_key.setdefault((v.layer, v.group), []).append(v.message)
+    for v in verdict.violations:  # XML forbids control characters: escape them visibly
+        by_key.setdefault((v.layer, v.group), []).append(printable(v.message, keep=""))
     for (layer, group), status in verdict.checks.items():
-        case = ET.SubElement(suite, "testcase", classname=f"filterwatch.{layer}", name=group)
+        case = ET.SubElement(suite, "testcase", classname=f"filterwatch.{printable(layer, keep='')}",
+                             name=group)
         if status == "fail":
             messages = by_key[(layer, group)]
             node = ET.SubElement(case, "failure", message=messages[0], type="filterwatch.gate")
             node.text = "\n".join(messages)
         elif status.startswith("skip"):
-            ET.SubElement(case, "skipped", message=status[len("skip: "):])
+            ET.SubElement(case, "skipped", message=printable(status[len("skip: "):], keep=""))
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 

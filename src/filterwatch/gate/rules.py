@@ -8,9 +8,11 @@ per layer with ``[[tool.filterwatch.gate.layer]]`` tables that have a ``pattern`
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import math
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -190,9 +192,25 @@ def load_rules(config: str | Path | None = None, search_from: Path | None = None
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: expected valid TOML, got a parse error ({exc})") from None
-    table = data.get("tool", {}).get("filterwatch", {}).get("gate")
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise InputError(f"{path}: `tool` expected a table, got {type(tool).__name__}; hint: "
+                         "write the rules under [tool.filterwatch.gate]")
+    ours = tool.get("filterwatch", {})
+    if not isinstance(ours, dict):
+        raise InputError(f"{path}: `tool.filterwatch` expected a table, got {type(ours).__name__}; "
+                         "hint: write the rules under [tool.filterwatch.gate]")
+    table = ours.get("gate")
     if table is None:
-        if not required or path.name == "pyproject.toml":
+        others = sorted(k for k in ours if k != "gate")
+        if others:  # [tool.filterwatch.gates] and the like: say so, don't silently use defaults
+            close = difflib.get_close_matches("gate", others, n=1)
+            warnings.warn(
+                f"{path}: [tool.filterwatch] has no `gate` table but has "
+                f"{', '.join(f'`{k}`' for k in others)}"
+                + (f"; did you mean [tool.filterwatch.gate] instead of [tool.filterwatch.{close[0]}]?"
+                   if close else "") + " The default rules apply.", UserWarning, stacklevel=2)
+        if not required or path.name == "pyproject.toml" or ours:
             return GateConfig(source=f"{path} (no [tool.filterwatch.gate]: defaults)")
         table = data
     return rules_from_mapping(table, str(path))

@@ -19,6 +19,7 @@ from torch.nn.parameter import UninitializedParameter
 from ..errors import InputError, NoConvLayersError
 from . import sharded
 from .selection import LayerSelection, check_selection, format_kernel_size
+from .wrapped import effective_weights
 
 __all__ = ["ConvLayer", "discover_layers", "layer_from_module", "select_layers", "strip_wrapper_prefix"]
 
@@ -135,7 +136,7 @@ def _module_entry(name: str, module: nn.modules.conv._ConvNd, weight: torch.Tens
     if unit is not None:  # FSDP1: the shape comes from the module, the kernel on demand
         shape = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
         base = base._replace(shape=shape, fetch=functools.partial(sharded.summoned_weight, unit, module))
-    return base._replace(unavailable=_META if weight.is_meta else "")
+    return base._replace(unavailable=_unavailable(weight))
 
 
 def _module_entries(model: nn.Module) -> Iterable[_Entry]:
@@ -155,15 +156,34 @@ def layer_from_module(
     return _make_layer(_module_entry(name, module, weight), depth, total)
 
 
-def _state_dict_entries(state: Mapping[str, object]) -> Iterable[_Entry]:
-    for key, value in state.items():
-        if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
+def _unavailable(t: torch.Tensor) -> str:
+    """Why a kernel cannot be measured ("" when it can)."""
+    if t.is_meta:
+        return _META
+    if t.numel() == 0:
+        return f"the kernel is empty (shape {list(t.shape)})"
+    return ""
+
+
+def _state_dict_entries(state: Mapping[str, object], selection: LayerSelection) -> Iterable[_Entry]:
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    wrapped = effective_weights(tensors)
+    for key, value in tensors.items():
+        if key in wrapped:  # pruning / weight_norm / spectral_norm parts: the rebuilt kernel
+            name, value, _ = wrapped[key]
+        elif key.endswith("weight"):
+            name = key[: -len("weight")].rstrip(".")
+        else:
             continue
-        if not key.endswith("weight") or value.ndim < 3 or not value.is_floating_point():
+        if value.ndim < 3 or not value.is_floating_point():
             continue
-        yield _Entry(strip_wrapper_prefix(key[: -len("weight")].rstrip(".")),
-                     tuple(int(s) for s in value.shape[2:]), None, "tensor", tensor=value,
-                     unavailable=_META if value.is_meta else "")
+        if value.layout != torch.strided:  # sparse weights: measure the dense kernel
+            value = value.to_dense()
+        name = strip_wrapper_prefix(name)
+        transposed = selection.is_transposed(name)
+        yield _Entry(name, tuple(int(s) for s in value.shape[2:]), None,
+                     "tensor (transposed)" if transposed else "tensor", transposed=transposed,
+                     tensor=value, unavailable=_unavailable(value))
 
 
 def _make_layer(e: _Entry, depth: int, total: int) -> ConvLayer:
@@ -207,7 +227,7 @@ def discover_layers(
     if isinstance(source, nn.Module):
         entries = list(_module_entries(source))
     elif isinstance(source, Mapping):
-        entries = list(_state_dict_entries(source))
+        entries = list(_state_dict_entries(source, selection))
     else:
         raise InputError(
             f"`source` expected an nn.Module or a state_dict (mapping of name to tensor), got "
@@ -220,7 +240,7 @@ def discover_layers(
 def select_layers(source: nn.Module | Mapping[str, torch.Tensor], select: LayerSelection,
                   what: str) -> list[ConvLayer]:
     """The selected layers of ``source``; raises NoConvLayersError when there are none."""
-    everything = discover_layers(source, select=LayerSelection.everything())
+    everything = discover_layers(source, select=LayerSelection.everything(select.transposed))
     if not everything:
         raise NoConvLayersError(
             f"`source` expected a model with conv layers, got {what} with none; "

@@ -22,7 +22,7 @@ from ..errors import InputError, NoConvLayersError
 from .discover import discover_layers
 from .selection import LayerSelection
 
-__all__ = ["describe_source", "load_state_dict"]
+__all__ = ["describe_source", "load_state_dict", "natural_key"]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
@@ -50,16 +50,31 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device="cpu")
+        tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(
             f"{path}: expected a valid safetensors file, got a truncated or corrupt one ({exc})"
         ) from None
+    # safetensors stores names sorted as text (Conv_110 before Conv_41, stem.0 last): the
+    # model's order is lost, and natural order (numbers as numbers) is the best guess of it
+    return {k: tensors[k] for k in sorted(tensors, key=natural_key)}
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sort key that compares the numbers in a name as numbers: ``conv2 < conv10``.
+
+    Example:
+        >>> sorted(["Conv_110", "Conv_41", "layer10.0", "layer2.1"], key=natural_key)
+        ['Conv_41', 'Conv_110', 'layer2.1', 'layer10.0']
+    """
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part]
 
 
 def _explain_unpickling(path: Path, exc: BaseException) -> InputError:
     text = str(exc)
-    found = re.search(r"unsupported GLOBAL (\S+)", text) or re.search(r"global '?([\w.]+)", text)
+    # torch <= 2.5: "unsupported GLOBAL x.y"; 2.6+: "Unsupported global: GLOBAL x.y was not..."
+    found = (re.search(r"GLOBAL ([\w.]+)", text)
+             or re.search(r"(?i)unsupported global:? '?([\w.]+)", text))
     if found:
         return InputError(
             f"{path}: refused to load: it needs `{found.group(1)}` to unpickle, and filterwatch "

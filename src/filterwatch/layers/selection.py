@@ -66,6 +66,9 @@ class LayerSelection:
         include: keep only layers whose name matches one of these globs.
         exclude: drop layers whose name matches one of these globs.
         include_pointwise: keep 1x1 layers (left out by default: VE is 0 for one-value kernels).
+        transposed: globs of the layers whose weights, read from a state_dict or checkpoint,
+            are ConvTranspose weights ``(C_in, C_out/groups, *k)``. A state_dict does not say
+            so (a live module does), and the Conv layout is assumed otherwise.
 
     Example:
         >>> sel = LayerSelection(kernel_sizes=["3x3"], exclude=["head.*"])
@@ -73,11 +76,11 @@ class LayerSelection:
         (((3, 3),), True, False)
     """
 
-    __slots__ = ("exclude", "include", "include_pointwise", "kernel_sizes")
+    __slots__ = ("exclude", "include", "include_pointwise", "kernel_sizes", "transposed")
 
     def __init__(self, kernel_sizes: Sequence[KernelSpec] | None = None,
                  include: Sequence[str] = (), exclude: Sequence[str] = (),
-                 include_pointwise: bool = False) -> None:
+                 include_pointwise: bool = False, transposed: Sequence[str] = ()) -> None:
         if isinstance(kernel_sizes, str | int):
             raise InputError(f"`kernel_sizes` expected a list of sizes, got {kernel_sizes!r}; "
                              f"hint: kernel_sizes=[{kernel_sizes!r}]")
@@ -88,11 +91,16 @@ class LayerSelection:
         if not isinstance(include_pointwise, bool):
             raise InputError(f"`include_pointwise` expected True or False, got {include_pointwise!r}")
         self.include_pointwise = include_pointwise
+        self.transposed = _globs(transposed, "transposed")
 
     @classmethod
-    def everything(cls) -> LayerSelection:
+    def everything(cls, transposed: Sequence[str] = ()) -> LayerSelection:
         """Every conv layer, 1x1 included."""
-        return cls(include_pointwise=True)
+        return cls(include_pointwise=True, transposed=transposed)
+
+    def is_transposed(self, name: str) -> bool:
+        """Whether a state_dict weight called ``name`` is in ConvTranspose layout."""
+        return any(fnmatch.fnmatchcase(name, p) for p in self.transposed)
 
     def accepts(self, name: str, kernel_size: Sequence[int]) -> bool:
         """Whether a layer called ``name`` with this kernel size is selected."""
@@ -113,13 +121,15 @@ class LayerSelection:
             "kernel_sizes": (None if self.kernel_sizes is None
                              else [format_kernel_size(k) for k in self.kernel_sizes]),
             "include": list(self.include), "exclude": list(self.exclude),
+            **({"transposed": list(self.transposed)} if self.transposed else {}),
         }
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LayerSelection) and self.as_dict() == other.as_dict()
 
     def __hash__(self) -> int:
-        return hash((self.kernel_sizes, self.include, self.exclude, self.include_pointwise))
+        return hash((self.kernel_sizes, self.include, self.exclude, self.include_pointwise,
+                     self.transposed))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())

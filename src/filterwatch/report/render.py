@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..layers import format_kernel_size
 from .registry import Measure, select
 from .report import LayerReport, Report
+from .text import md_cell, printable
 
 __all__ = ["to_markdown", "to_table"]
 
@@ -99,7 +100,7 @@ def to_table(report: Report) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append(_worst_line(report))
     lines.extend(_notes(report))
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n")  # names may hold ANSI escapes: never run them
 
 
 def to_markdown(report: Report) -> str:
@@ -107,20 +108,20 @@ def to_markdown(report: Report) -> str:
     columns = _columns(report)
     measures = _measures(report)
     lines = [
-        f"### filterwatch: {report.source or 'model'}",
+        f"### filterwatch: {md_cell(report.source or 'model')}",
         "",
         "| " + " | ".join(c for c, _ in columns) + " |",
         "| " + " | ".join("---:" if a == ">" else "---" for _, a in columns) + " |",
     ]
     for layer in report.layers:
-        cells = _row(layer, measures)
+        cells = [md_cell(c) for c in _row(layer, measures)]
         cells[0] = f"`{cells[0]}`"
         lines.append("| " + " | ".join(cells) + " |")
     summary = _summary_row(report)
     summary[0] = "**" + summary[0] + "**"
     lines.append("| " + " | ".join(summary) + " |")
-    lines += ["", _worst_line(report)]
+    lines += ["", md_cell(_worst_line(report))]
     notes = _notes(report)
     if notes:
-        lines += ["", *(f"- {n}" for n in notes)]
+        lines += ["", *(f"- {md_cell(n)}" for n in notes)]
     return "\n".join(lines) + "\n"
