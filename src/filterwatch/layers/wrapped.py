@@ -23,14 +23,13 @@ __all__: list[str] = []
 _PARAM = "parametrizations.weight."
 
 
-def _norm_except_dim0(v: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=1).reshape(-1, *([1] * (v.ndim - 1)))
-
-
 def _weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if g.numel() == 1:  # weight_norm(dim=None): one g for the whole tensor
-        return v * (g / torch.linalg.vector_norm(v))
-    return v * (g / _norm_except_dim0(v))
+        norm: torch.Tensor = torch.linalg.vector_norm(v)
+    else:  # the norm of each output filter (dim=0)
+        norm = torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=1)
+        norm = norm.reshape(-1, *([1] * (v.ndim - 1)))
+    return v * (g / norm)
 
 
 def _spectral(w: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
