@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import warnings
 import weakref
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 from torch.utils.tensorboard import SummaryWriter
 
-from filterwatch import NoConvLayersError, analyze, watch
+from filterwatch import analyze, watch
 
 
 def _net() -> nn.Module:
@@ -40,14 +41,14 @@ def test_snapshots_on_schedule_and_equal_to_analyze(tmp_path: Path) -> None:
     before = _hook_count(model)
     writer = SummaryWriter(tmp_path)
     with watch(model, every_n_calls=3, writer=writer) as w:
-        _train(model, 8)  # calls 1..8; snapshots during calls 1, 4, 7
+        _train(model, 8)  # calls 1..8; snapshots during calls 1, 4, 7, and at the end
     writer.close()
     assert _hook_count(model) == before
-    assert [r.step for r in w.history] == [0, 3, 6]
+    assert [r.step for r in w.history] == [0, 3, 6, 7]
     assert w.history[0].layer("2").drift == pytest.approx(0.0)
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
-    assert [e.step for e in acc.Scalars("filterwatch/2/sparsity")] == [0, 3, 6]
+    assert [e.step for e in acc.Scalars("filterwatch/2/nonfinite")] == [0, 3, 6, 7]
     assert "filterwatch_filters/0" in acc.Tags()["images"]
 
 
@@ -109,11 +110,113 @@ def test_effective_kernel_with_parametrization_and_only_layers_that_run() -> Non
 
 
 def test_no_conv_layers_and_bad_args() -> None:
-    with pytest.raises(NoConvLayersError, match="expected conv layers to watch"), \
-            watch(nn.Linear(2, 2)):
-        pass
+    with pytest.warns(UserWarning, match="found no conv layers to watch"), \
+            watch(nn.Linear(2, 2)) as idle:
+        nn.Linear(2, 2)(torch.randn(1, 2))
+    assert idle.history == [] and idle.disabled
     from filterwatch import InputError
 
     with pytest.raises(InputError, match="`every_n_calls` expected a positive integer"), \
             watch(_net(), every_n_calls=0):
         pass
+
+
+# issue 13, items 10 and 16 ---------------------------------------------------------------
+class _StdConv(nn.Conv2d):
+    """Weight standardisation (as timm's StdConv2d): convolves with a kernel that is not the
+    parameter."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / (w.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+        return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_a_weight_standardised_conv_is_measured_on_the_kernel_it_convolves_with() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(_StdConv(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+    with torch.no_grad():
+        model[0].weight.add_(torch.linspace(0, 3, 8).reshape(8, 1, 1, 1))  # per-filter offsets
+    with watch(model, every_n_calls=1) as w:
+        model(torch.randn(1, 1, 8, 8))
+    w_std = model[0].weight.detach()
+    mean, std = w_std.mean(dim=(1, 2, 3), keepdim=True), w_std.std(dim=(1, 2, 3), keepdim=True)
+    w_std = (w_std - mean) / (std + 1e-5)
+    want = analyze({"0.weight": w_std}).layer("0")
+    with pytest.warns(UserWarning, match="measured the parameter"):
+        raw = analyze(model).layer("0")
+    got = w.history[0].layer("0")
+    assert got.weight_norm == pytest.approx(want.weight_norm, rel=1e-6)
+    assert got.weight_norm != pytest.approx(raw.weight_norm, rel=1e-3)
+    assert got.variance_entropy == pytest.approx(want.variance_entropy, abs=1e-9)
+
+
+def test_final_snapshot_when_the_block_ends() -> None:
+    model = _net()
+    with watch(model, every_n_calls=10) as w:
+        _train(model, 25)  # snapshots during calls 1, 11, 21, then the final one
+    assert [r.step for r in w.history] == [0, 10, 20, 24]
+    want = analyze(model, reference=w.reference)
+    assert w.history[-1].layer("2").variance_entropy == pytest.approx(
+        want.layer("2").variance_entropy, abs=1e-12)
+
+
+def test_a_conv_that_runs_twice_per_forward_is_listed_once() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.conv(x))
+
+    model = Twice()
+    with watch(model, every_n_calls=1) as w:
+        model(torch.randn(1, 4, 8, 8))
+    assert [layer.name for layer in w.history[0].layers] == ["conv"]
+
+
+def test_a_block_where_the_model_never_runs_warns_and_measures_once() -> None:
+    model = _net()
+    model(torch.randn(1, 1, 8, 8))
+    with pytest.warns(UserWarning, match="saw no forward call"), watch(model) as w:
+        pass
+    assert [r.step for r in w.history] == [0]
+
+
+def test_a_model_compiled_before_watch_is_named_in_the_warning() -> None:
+    model = _net()
+    model(torch.randn(1, 1, 8, 8))
+    compiled = torch.compile(model, backend="eager")
+    compiled(torch.randn(1, 1, 8, 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with watch(compiled, every_n_calls=1) as w:
+            compiled(torch.randn(1, 1, 8, 8))
+    if w.calls == 0:  # the compiled graph bypassed the hooks: said, and measured once
+        assert any("torch.compile" in str(c.message) for c in caught)
+    assert len(w.history) >= 1
+
+
+def test_a_measuring_error_never_escapes_from_the_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    from filterwatch.monitor import Monitor
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("measuring failed")
+
+    monkeypatch.setattr(Monitor, "measure", broken)
+    model = _net()
+    with pytest.warns(UserWarning, match="stopped after an error while measuring"), \
+            watch(model, every_n_calls=1) as w:
+        out = model(torch.randn(2, 1, 8, 8))  # the user's forward still returns
+        model(torch.randn(2, 1, 8, 8))
+    assert out.shape == (2, 2) and "measuring failed" in w.disabled
+    with pytest.raises(RuntimeError, match="measuring failed"), watch(model, every_n_calls=1, strict=True):
+        model(torch.randn(2, 1, 8, 8))
+
+
+def test_analyze_says_which_kernel_it_measured_for_an_own_forward_conv() -> None:
+    model = nn.Sequential(_StdConv(1, 8, 3), nn.Conv2d(8, 8, 3))
+    with pytest.warns(UserWarning, match="measured the parameter"):
+        report = analyze(model)
+    assert report.settings["measured_parameter_not_op_weight"] == ["0"]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
@@ -144,7 +143,8 @@ class FilterGate(Callback):
         self._share(trainer, pl_module, layers)
         if self._shared_with is None and (trainer.is_global_zero or self._sharded):
             self.monitor.ensure_reference(layers)
-        if _holds_nonfinite(layers):  # already NaN/Inf: nothing to wait for, check now
+        nan_now = trainer.strategy.broadcast(self.monitor.nonfinite_at_start, src=0)  # all ranks
+        if nan_now:  # NaN/Inf already at fit start: nothing to wait for, check now
             self._run_check(trainer, pl_module)
 
     def _share(self, trainer: pl.Trainer, pl_module: pl.LightningModule, layers: list[Any]) -> None:
@@ -198,10 +198,3 @@ class FilterGate(Callback):
             else:
                 rank_zero_warn(f"FilterGate (mode='warn'): {reason}")
             self.failures = 0
-
-
-def _holds_nonfinite(layers: list[Any]) -> bool:
-    """Whether a readable kernel holds NaN/Inf (a read per layer, at fit start only)."""
-    with torch.no_grad():
-        return any(not bool(torch.isfinite(layer.kernel()).all())
-                   for layer in layers if not layer.unavailable)

@@ -1,15 +1,20 @@
 """``watch``: forward hooks for plain PyTorch training loops (no Lightning needed).
 
 Each conv layer's hook reads the *effective* kernel at forward time (``weight_norm``,
-``spectral_norm`` and parametrizations already applied) and only layers that actually run are
-seen. Every handle is removed when the ``with`` block ends, also on an exception, and no
-reference to the model is kept afterwards. Snapshots follow the one
-:class:`~filterwatch.monitor.Schedule`, counting forward calls of the model as steps.
+``spectral_norm`` and parametrizations already applied; for a conv class with its own
+``forward``, such as a weight-standardised conv, the weight its convolution op receives), and
+only layers that actually run are seen, once per call. Every handle is removed when the
+``with`` block ends, also on an exception, and no reference to the model is kept afterwards.
+Snapshots follow the one :class:`~filterwatch.monitor.Schedule`, counting forward calls of the
+model as steps; a final one is taken when the block ends. As with the callback, a measuring
+error warns and stops the watching (``strict=True`` raises it): it never escapes from the
+user's ``model(x)``.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +22,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from ..errors import InputError, NoConvLayersError
+from ..errors import InputError
 from ..layers import (
     ConvLayer,
     LayerSelection,
     check_selection,
     discover_layers,
+    has_own_forward,
     layer_from_module,
     strip_wrapper_prefix,
 )
@@ -35,18 +42,48 @@ from .tensorboard import TensorBoardSink
 __all__ = ["Watcher", "watch"]
 
 
+_CONV_OPS = frozenset({
+    torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d,
+    torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d,
+    torch.nn.functional.conv_transpose3d, torch.conv1d, torch.conv2d, torch.conv3d,
+})
+
+
+class _ConvWeightSpy(TorchFunctionMode):
+    """Records the weight the first convolution op receives (the kernel a conv with its own
+    ``forward``, e.g. weight standardisation, really convolves with)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight: torch.Tensor | None = None
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if self.weight is None and func in _CONV_OPS:
+            w = args[1] if len(args) > 1 else kwargs.get("weight")
+            if isinstance(w, torch.Tensor):
+                self.weight = w.detach()
+        return func(*args, **kwargs)
+
+
 class Watcher(MonitorViews):
-    """What ``watch`` yields: the history, alerts and reference of the run so far."""
+    """What ``watch`` yields: the history, alerts and reference of the run so far.
+
+    ``disabled`` says why watching stopped after a measuring error ("" while it runs)."""
 
     def __init__(self, monitor: Monitor, schedule: Schedule, sink: TensorBoardSink | None,
-                 order: dict[str, int]) -> None:
+                 order: dict[str, int], strict: bool = False) -> None:
         self.monitor = monitor
         self.schedule = schedule
         self.calls = 0
+        self.disabled = ""
+        self._strict = strict
         self._sink = sink
         self._capturing = False
-        self._captured: list[ConvLayer] = []
+        self._captured: dict[str, ConvLayer] = {}
         self._order = order
+        self._spies: dict[str, _ConvWeightSpy] = {}
+        self._effective: dict[str, torch.Tensor] = {}  # last kernel seen of own-forward convs
 
     @property
     def overhead_s(self) -> float:
@@ -58,24 +95,70 @@ class Watcher(MonitorViews):
         if self.calls == 0:
             self.schedule.begin(0)
         self.calls += 1
-        self._capturing = self.schedule.due(self.calls - 1)
-        self._captured = []
+        self._capturing = not self.disabled and self.schedule.due(self.calls - 1)
+        self._captured = {}
+
+    def _spy_pre(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any) -> None:
+            if not self.disabled and name not in self._spies:
+                spy = self._spies[name] = _ConvWeightSpy()
+                spy.__enter__()  # type: ignore[no-untyped-call]
+        return hook
 
     def _conv_hook(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if self._capturing:
-                weight = module.weight  # effective: parametrizations applied
-                assert isinstance(weight, torch.Tensor)
-                self._captured.append(layer_from_module(
-                    name, module, weight.detach(), self._order[name], len(self._order)))
+            spy = self._spies.pop(name, None)
+            if spy is not None:
+                spy.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+                if spy.weight is not None:
+                    self._effective[name] = spy.weight
+            if self._capturing and name not in self._captured:  # a conv run twice: once
+                self._captured[name] = self._layer(name, module)
         return hook
+
+    def _layer(self, name: str, module: nn.Module) -> ConvLayer:
+        weight = self._effective.get(name) if has_own_forward(module) else None
+        if weight is None:
+            param = module.weight  # effective: parametrizations applied
+            assert isinstance(param, torch.Tensor)
+            weight = param
+        return layer_from_module(name, module, weight.detach(), self._order[name], len(self._order))
 
     def _root_post(self, module: nn.Module, args: Any, output: Any) -> None:
         if not self._capturing or not self._captured:
             return
         self._capturing = False
-        self.snapshot(self._captured, self.calls - 1)
-        self._captured = []
+        self._safely(lambda: self.snapshot(list(self._captured.values()), self.calls - 1))
+        self._captured = {}
+
+    def _safely(self, run: Any) -> None:
+        """The callback's failure policy: warn once and stop watching, unless strict."""
+        try:
+            run()
+        except Exception as exc:
+            if self._strict:
+                raise
+            self.disabled = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"filterwatch.watch stopped after an error while measuring: "
+                          f"{self.disabled}; training goes on (strict=True raises it)",
+                          UserWarning, stacklevel=3)
+
+    def _final(self, model: nn.Module, chosen: set[str]) -> None:
+        """The snapshot of the weights as the block leaves them (unless the last call's)."""
+        if self.calls == 0:
+            compiled = hasattr(model, "_orig_mod")
+            warnings.warn(
+                "filterwatch.watch saw no forward call of the model in its block"
+                + ("; the model is compiled (torch.compile) and its graph bypasses the hooks: "
+                   "call watch() on the module before compiling it" if compiled else
+                   "; hint: call model(x) inside the `with` block")
+                + ". The weights as they are now are measured once.", UserWarning, stacklevel=3)
+        if self.disabled or (self.history and self.history[-1].step == max(self.calls - 1, 0)):
+            return
+        layers = [self._layer(short, module) for name, module in model.named_modules()
+                  if (short := strip_wrapper_prefix(name)) in chosen
+                  and isinstance(module, nn.modules.conv._ConvNd)]
+        self._safely(lambda: self.snapshot(layers, max(self.calls - 1, 0), final=True))
 
     def snapshot(self, layers: Sequence[ConvLayer], step: int, final: bool = False) -> Report:
         """Measure ``layers`` now, as the snapshot of ``step``; log it and place the next one."""
@@ -103,13 +186,16 @@ def watch(
     orthogonality_every: int = 1,
     alert_rules: AlertRules | None = None,
     images_every: int = 10,
+    strict: bool = False,
 ) -> Iterator[Watcher]:
     """Watch a model's conv filters during a hand-written training loop.
 
     A snapshot is taken during forward calls 1, n+1, 2n+1, ... of ``model`` (``n`` =
     ``every_n_calls``; ``None`` places them adaptively within ``max_overhead`` of the time);
     the first one is the drift reference unless ``reference`` is given. With a
-    ``SummaryWriter``, scalars, histograms, images and alerts go to TensorBoard.
+    ``SummaryWriter``, scalars, histograms, images and alerts go to TensorBoard. When the
+    block ends, a final snapshot of the weights as they are then is taken. A measuring error
+    warns and stops the watching (``strict=True`` raises it instead).
 
     Example:
         >>> import torch, filterwatch
@@ -118,7 +204,7 @@ def watch(
         ...     for _ in range(4):
         ...         _ = net(torch.randn(2, 1, 8, 8))
         >>> [r.step for r in w.history], net._forward_hooks == {}
-        ([0, 2], True)
+        ([0, 2, 3], True)
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"`model` expected an nn.Module, got {type(model).__name__}")
@@ -127,27 +213,39 @@ def watch(
     selection = check_selection(select)
     everything = discover_layers(model, select=LayerSelection.everything())
     chosen = {layer.name for layer in everything if selection.accepts(layer.name, layer.kernel_size)}
-    if not chosen:
-        raise NoConvLayersError(
-            f"`model` expected conv layers to watch, got none in {type(model).__name__} "
-            "(with this selection)"
-        )
     monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
                       alert_rules=alert_rules)
     sink = None if writer is None else TensorBoardSink(writer, images_every=images_every)
-    watcher = Watcher(monitor, schedule, sink, {layer.name: layer.depth for layer in everything})
+    watcher = Watcher(monitor, schedule, sink, {layer.name: layer.depth for layer in everything},
+                      strict)
+    if not chosen:  # as the callback does: say so, and stay idle
+        watcher.disabled = "no conv layers"
+        warnings.warn(f"filterwatch.watch found no conv layers to watch in {type(model).__name__} "
+                      "(with this selection); it stays idle", UserWarning, stacklevel=3)
+        yield watcher
+        return
     handles = []
+    finished = False
     try:
         handles.append(model.register_forward_pre_hook(watcher._root_pre))
         for name, module in model.named_modules():
             short = strip_wrapper_prefix(name)
             if isinstance(module, nn.modules.conv._ConvNd) and short in chosen:
-                handles.append(module.register_forward_hook(watcher._conv_hook(short)))
+                if has_own_forward(module):
+                    handles.append(module.register_forward_pre_hook(watcher._spy_pre(short)))
+                handles.append(module.register_forward_hook(watcher._conv_hook(short), always_call=True))
         handles.append(model.register_forward_hook(watcher._root_post))
         yield watcher
+        finished = True
     finally:
         for handle in handles:
             handle.remove()
-        watcher._captured = []
+        for spy in watcher._spies.values():  # a forward that raised inside a conv
+            spy.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+        watcher._spies = {}
+        if finished:
+            watcher._final(model, chosen)
+        watcher._captured = {}
+        watcher._effective = {}
         if writer is not None:
             writer.flush()

@@ -255,3 +255,19 @@ def select_layers(source: nn.Module | Mapping[str, torch.Tensor], select: LayerS
             f"{', '.join(found)}); hint: 1x1 layers need include_pointwise=True or kernel size 1x1"
         )
     return layers
+
+
+_PLAIN_FORWARDS = frozenset(c.forward for c in (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
+
+
+def has_own_forward(module: nn.Module) -> bool:
+    """Whether a conv module's class replaces ``forward`` (e.g. weight standardisation): it
+    may convolve with a kernel other than its ``weight`` parameter."""
+    return type(module).forward not in _PLAIN_FORWARDS
+
+
+def own_forward_convs(model: nn.Module) -> list[str]:
+    """The names of the conv layers of ``model`` whose class has its own ``forward``."""
+    return [strip_wrapper_prefix(name) for name, m in model.named_modules()
+            if isinstance(m, nn.modules.conv._ConvNd) and has_own_forward(m)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..layers import (
     check_selection,
     describe_source,
     load_state_dict,
+    own_forward_convs,
     select_layers,
 )
 from ..reference import Matching, Reference, ReferencePlan, check_matching
@@ -76,8 +78,18 @@ def analyze(
     options = _Options(sparsity_eps, orthogonality, precision, reference, matching)
     name = describe_source(source)
     state = load_state_dict(source) if isinstance(source, str | Path) else source
-    return options.run(select_layers(state, selection, name), source=name,
-                       settings=selection.as_dict(), progress=progress)
+    layers = select_layers(state, selection, name)
+    settings: dict[str, object] = dict(selection.as_dict())
+    custom = own_forward_convs(source) if isinstance(source, nn.Module) else []
+    custom = [n for n in custom if any(layer.name == n for layer in layers)]
+    if custom:  # say which kernel was measured
+        settings["measured_parameter_not_op_weight"] = custom
+        warnings.warn(
+            f"{', '.join(custom[:5])}{' ...' if len(custom) > 5 else ''}: conv classes with their own "
+            "forward (e.g. weight standardisation) may convolve with a kernel other than their "
+            "`weight` parameter; analyze() measured the parameter. filterwatch.watch() measures "
+            "the kernel each convolution op receives.", UserWarning, stacklevel=2)
+    return options.run(layers, source=name, settings=settings, progress=progress)
 
 
 class _Options:

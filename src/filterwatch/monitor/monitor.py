@@ -79,6 +79,7 @@ class Monitor:
         self.history_error = ""  # why the history file stopped, if it did
         self.tracker = AlertTracker(alert_rules or AlertRules())
         self.history: list[Report] = []
+        self.nonfinite_at_start = False  # the fit-start reference saw NaN/Inf weights
 
     @property
     def alerts(self) -> list[Alert]:
@@ -92,6 +93,7 @@ class Monitor:
         ref = Reference.build(state, snapshot=True, select=LayerSelection.everything())
         ref.sources = ["weights at the start of monitoring"]
         self.reference = ref
+        self.nonfinite_at_start = any(not bool(torch.isfinite(w).all()) for w in state.values())
 
     def ensure_reference(self, layers: Sequence[ConvLayer]) -> None:
         """Take the fit-start reference from ``layers`` (one read each) unless one exists."""
