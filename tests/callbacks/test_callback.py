@@ -63,8 +63,9 @@ def test_images_histograms_layout_and_history_file(tmp_path: Path) -> None:
     assert "filterwatch_heatmap/variance_entropy" in images
     hists = acc.Tags()["histograms"]
     assert "filterwatch/body.2/filter_norms" in hists and "filterwatch/body.2/weights" in hists
-    assert "filterwatch_drift/body.2/pc1_current" in hists
-    assert "filterwatch_drift/body.2/pc1_reference" in hists
+    assert "filterwatch_pc1/body.2" in images  # current on the reference, one picture
+    texts = acc.Tags()["tensors"]
+    assert "filterwatch/alerts/text_summary" in texts  # "no alerts so far", not an empty tab
     history = (Path(logger.log_dir) / "filterwatch_history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in history] == [0, 4, 8]
     assert "step 8" in cb.history_table() and "body.2" in cb.summary()
@@ -162,3 +163,25 @@ def test_arguments_are_checked_in_init() -> None:
     with pytest.raises(InputError, match="`include` expected a list of globs"):
         LayerSelection(include="body.*")  # type: ignore[arg-type]
     assert FilterWatch(every_n_steps=5).state_key != FilterWatch(every_n_steps=6).state_key
+
+
+def test_layout_regexes_match_exactly_the_logged_tags(tmp_path: Path) -> None:
+    """Each custom-scalars chart draws exactly one measure: its regex matches that measure's
+    tags of every layer (or the model's), and nothing else that was logged."""
+    import re
+
+    from filterwatch.integrations.tensorboard import layout_charts
+    from filterwatch.report.registry import MEASURES
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer(tmp_path, [FilterWatch(every_n_steps=4)], logger=logger).fit(TinyNet(), loader())
+    tags = _events(Path(logger.log_dir)).Tags()["scalars"]
+    by_label = {m.label: m for m in MEASURES}
+    charts = layout_charts()
+    sections = (("filterwatch: layers", "filterwatch/"), ("filterwatch: model", "filterwatch_model/"))
+    for section, want_prefix in sections:
+        for label, (_, (regex,)) in charts[section].items():
+            m = by_label[label]
+            drawn = {t for t in tags if re.search(regex, t)}
+            want = {t for t in tags if t.startswith(want_prefix) and t.endswith("/" + m.key)}
+            assert drawn == want and drawn, (label, regex)

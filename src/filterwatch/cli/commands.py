@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Literal, TextIO
@@ -13,8 +15,8 @@ from typing import Literal, TextIO
 from .._atomic import refuse_overwriting_inputs, write_text_atomic
 from ..errors import InputError
 from ..functional.sparsity import _check_eps
-from ..gate import compare_to_baseline, evaluate, load_rules, render_verdict
-from ..layers import LayerSelection
+from ..gate import compare_to_baseline, evaluate, load_rules, render_verdict, verdict_dict
+from ..layers import LayerSelection, discover_layers, load_state_dict
 from ..measure import analyze
 from ..reference import Matching, Reference, parse_layer_map
 from ..report import Report, to_markdown, to_table
@@ -25,16 +27,36 @@ __all__ = ["EXIT_GATE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMAT
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RANDOM_INIT = "random-init"
-ReportFormat = Literal["table", "json", "markdown"]
-REPORT_FORMATS: tuple[ReportFormat, ...] = ("table", "json", "markdown")
+ReportFormat = Literal["table", "json", "markdown", "html"]
+REPORT_FORMATS: tuple[ReportFormat, ...] = ("table", "json", "markdown", "html")
 
 
-def _render(report: Report, fmt: ReportFormat) -> str:
+def _render(report: Report, fmt: ReportFormat, width: int | None) -> str:
     if fmt == "json":
         return report.to_json()
     if fmt == "markdown":
         return to_markdown(report)
-    return to_table(report)
+    return to_table(report, width)
+
+
+def _html(report: Report, path: str, select: LayerSelection, verdict: dict | None = None) -> str:  # type: ignore[type-arg]
+    """The HTML page, with filter grids of the worst layers (their kernels read again)."""
+    from ..integrations.html import to_html, worst_layers  # matplotlib: only for this format
+
+    wanted = set(worst_layers(report))
+    kernels = {layer.name: layer.kernel() for layer in discover_layers(load_state_dict(path), select=select)
+               if layer.name in wanted and not layer.unavailable}
+    return to_html(report, verdict, kernels)
+
+
+def _width(output: str | None, out: TextIO) -> int | None:
+    """The width a table must fit: ``COLUMNS`` when set, else the terminal's; none for files."""
+    if output:
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return shutil.get_terminal_size().columns if out.isatty() else None
 
 
 class _Progress:
@@ -98,7 +120,9 @@ def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         orthogonality=not args.no_orthogonality,
         progress=None if args.quiet else _Progress(err),
     )
-    _emit(_render(report, args.format), args.output, out)
+    text = (_html(report, args.path, selection) if args.format == "html"
+            else _render(report, args.format, _width(args.output, out)))
+    _emit(text, args.output, out)
     if not args.quiet:
         s = report.summary
         err.write(
@@ -162,7 +186,11 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     verdict = evaluate(report, config)
     if baseline is not None:
         compare_to_baseline(report, baseline, 0.05 if args.tolerance is None else args.tolerance, verdict)
-    _emit(render_verdict(verdict, report, config, args.format), args.output, out)
+    if args.format == "html":
+        text = _html(report, args.path, select, verdict_dict(verdict, report, config))
+    else:
+        text = render_verdict(verdict, report, config, args.format, _width(args.output, out))
+    _emit(text, args.output, out)
     if not args.quiet:
         word = "passed" if verdict.passed else f"FAILED with {len(verdict.violations)} violation(s)"
         err.write(f"filterwatch: gate {word}: {len(verdict.checks)} checks on "

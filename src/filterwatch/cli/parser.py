@@ -76,11 +76,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan = sub.add_parser("scan", help="measure a checkpoint's conv filters")
     scan.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
-    scan.add_argument("--format", choices=REPORT_FORMATS, default="table")
+    scan.add_argument("--format", choices=REPORT_FORMATS, default="table",
+                      help="table (fits the terminal), json (the CI contract), markdown, or a "
+                           "self-contained html page (default: table)")
     scan.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
     _selection(scan)
     scan.add_argument("--include-pointwise", action="store_true", help="also measure 1x1 layers")
-    scan.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS")
+    scan.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS",
+                      help="a filter is sparse when every |w| < EPS x the layer's max |w| "
+                           "(default: 0.01, the paper's)")
     scan.add_argument("--no-orthogonality", action="store_true", help="skip the costly measure")
     _reference(scan)
     _common(scan)
@@ -98,7 +102,9 @@ def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        help="fail measures worse than in this earlier report")
     check.add_argument("--tolerance", type=float, metavar="X",
                        help="allowed absolute worsening vs the baseline (default 0.05)")
-    check.add_argument("--format", choices=VERDICT_FORMATS, default="table")
+    check.add_argument("--format", choices=(*VERDICT_FORMATS, "html"), default="table",
+                       help="table, json, markdown (CI job summaries), junit (test reports) or "
+                            "a self-contained html page (default: table)")
     check.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
     _common(check)
     check.set_defaults(func=commands.check)
@@ -108,16 +114,20 @@ def _add_reference(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     ref = sub.add_parser("reference", help="build or inspect drift references")
     ref_sub = ref.add_subparsers(dest="ref_command", parser_class=_Parser, metavar="ACTION")
     build = ref_sub.add_parser("build", help="build a reference from one or more checkpoints")
-    build.add_argument("paths", nargs="+", metavar="PATH")
-    build.add_argument("--output", "-o", required=True, metavar="REF")
-    build.add_argument("--group", choices=GROUPINGS, default="layer")
+    build.add_argument("paths", nargs="+", metavar="PATH",
+                       help="checkpoints whose filters make the reference (several: a population)")
+    build.add_argument("--output", "-o", required=True, metavar="REF",
+                       help="the reference file to write (.safetensors)")
+    build.add_argument("--group", choices=GROUPINGS, default="layer",
+                       help="one distribution per layer (same network), per depth decile and "
+                            "kernel size, or per kernel size (other networks) (default: layer)")
     build.add_argument("--snapshot", action="store_true",
                        help="also keep the raw weights (for relative change; one PATH)")
     _selection(build)
     _common(build)
     build.set_defaults(func=commands.reference_build)
     show = ref_sub.add_parser("show", help="describe a reference file")
-    show.add_argument("reference", metavar="REF")
+    show.add_argument("reference", metavar="REF", help="a reference file")
     _common(show)
     show.set_defaults(func=commands.reference_show)
 

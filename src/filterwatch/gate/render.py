@@ -37,8 +37,8 @@ def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[s
     }
 
 
-def _table(verdict: Verdict, report: Report, config: GateConfig) -> str:
-    lines = [to_table(report).rstrip("\n"), "", f"gate rules: {config.source}"]
+def _table(verdict: Verdict, report: Report, config: GateConfig, width: int | None = None) -> str:
+    lines = [to_table(report, width).rstrip("\n"), "", f"gate rules: {config.source}"]
     lines += [f"  FAIL {printable(v.message, keep='')}" for v in verdict.violations]
     lines.append(_headline(verdict))
     return "\n".join(lines) + "\n"
@@ -78,12 +78,13 @@ def _junit(verdict: Verdict, report: Report, config: GateConfig) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
 
-def render_verdict(verdict: Verdict, report: Report, config: GateConfig, fmt: VerdictFormat) -> str:
-    """``fmt`` is one of table, json, markdown, junit."""
+def render_verdict(verdict: Verdict, report: Report, config: GateConfig, fmt: VerdictFormat,
+                   width: int | None = None) -> str:
+    """``fmt`` is one of table, json, markdown, junit (``width``: of the table)."""
     if fmt == "json":
         return json.dumps(verdict_dict(verdict, report, config), indent=2, allow_nan=False) + "\n"
     if fmt == "markdown":
         return _markdown(verdict, report, config)
     if fmt == "junit":
         return _junit(verdict, report, config)
-    return _table(verdict, report, config)
+    return _table(verdict, report, config, width)

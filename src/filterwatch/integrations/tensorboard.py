@@ -1,12 +1,15 @@
-"""Reports to TensorBoard: scalars, a custom-scalars layout, histograms, images, alert text.
+"""Reports to TensorBoard: scalars, a custom-scalars layout, histograms, pictures, alerts.
 
 Works on any ``torch.utils.tensorboard.SummaryWriter`` (Lightning's ``TensorBoardLogger``
-exposes one as ``logger.experiment``). Images are built with torch alone (no matplotlib).
+exposes one as ``logger.experiment``). Heatmaps are matplotlib figures with axes and colour
+bars on fixed scales; filter grids and PC1 plots are small pictures drawn with torch (see
+:mod:`filterwatch.integrations.figures`), all written on the image snapshots only.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import struct
 import time
 import zlib
@@ -15,78 +18,16 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..functional.drift import peak_scale
 from ..measure import KernelRead
-from ..monitor import Alert
+from ..monitor import LAYER_TAG, MODEL_TAG, Alert
 from ..reference import Reference
 from ..report import Report
-from ..report.registry import select
+from ..report.registry import get, select
+from .figures import filter_grid, heatmap_figure, pc1_image, png_bytes
 
-__all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "filter_grid", "heatmap"]
+__all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "layout_charts"]
 
 HEATMAP_MEASURES = tuple(m.key for m in select(heatmap=True))
-# a 5-stop perceptual ramp (viridis) interpolated linearly
-_RAMP = torch.tensor([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
-                     dtype=torch.float32) / 255.0
-
-
-def _colour(values: torch.Tensor) -> torch.Tensor:
-    """``(H, W)`` values in [0, 1] (NaN = missing, grey) -> ``(3, H, W)`` RGB."""
-    x = values.clamp(0, 1).nan_to_num(0.0) * (len(_RAMP) - 1)
-    lo = x.floor().long().clamp(max=len(_RAMP) - 2)
-    frac = (x - lo).unsqueeze(-1)
-    rgb = _RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac
-    rgb[values.isnan()] = 0.5
-    return rgb.permute(2, 0, 1)
-
-
-def _upscale(img: torch.Tensor, cell: int) -> torch.Tensor:
-    return img.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
-
-
-def heatmap(rows: Sequence[Sequence[float | None]], cell: int = 8) -> torch.Tensor:
-    """A layer x step heatmap ``(3, H, W)``: rows are layers, columns snapshots, colours
-    scaled between the table's min and max (missing values grey).
-
-    Example:
-        >>> heatmap([[0.0, 0.5], [1.0, None]], cell=2).shape
-        torch.Size([3, 4, 4])
-    """
-    data = torch.tensor([[math.nan if v is None else float(v) for v in row] for row in rows],
-                        dtype=torch.float32)
-    finite = data[~data.isnan()]
-    if finite.numel():
-        lo, hi = float(finite.min()), float(finite.max())
-        data = (data - lo) / (hi - lo) if hi > lo else torch.where(data.isnan(), data, 0.5)
-    return _upscale(_colour(data), cell)
-
-
-def filter_grid(weight: torch.Tensor, max_filters: int = 32, max_inputs: int = 8,
-                cell: int = 4) -> torch.Tensor:
-    """A grid ``(3, H, W)``: one row per output filter (the first ``max_filters``), its first
-    ``max_inputs`` kernel slices side by side, each output filter normalised to its own peak
-    (zero is mid-grey). 1D kernels show as 1-pixel-high strips; 3D kernels by their middle
-    depth slice. Only the small corner that is drawn leaves the weight's device.
-
-    Example:
-        >>> filter_grid(torch.randn(4, 2, 3, 3), cell=1).shape
-        torch.Size([3, 17, 9])
-    """
-    w = weight.detach()[:max_filters, :max_inputs].to("cpu", torch.float32)
-    if w.ndim == 3:
-        w = w.unsqueeze(2)
-    while w.ndim > 4:
-        w = w.select(2, w.shape[2] // 2)
-    c_out, c_in, kh, kw = w.shape
-    scaled = (peak_scale(w.reshape(c_out, -1)).reshape(c_out, c_in, kh, kw) + 1) / 2
-    # each slice padded by one NaN row and column (the white separators), then tiled
-    padded = torch.full((c_out, c_in, kh + 1, kw + 1), math.nan)
-    padded[:, :, 1:, 1:] = scaled
-    canvas = torch.full((c_out * (kh + 1) + 1, c_in * (kw + 1) + 1), math.nan)
-    canvas[:-1, :-1] = padded.permute(0, 2, 1, 3).reshape(c_out * (kh + 1), c_in * (kw + 1))
-    img = _colour(canvas)
-    img[:, canvas.isnan()] = 1.0  # white separators
-    return _upscale(img, cell)
 
 
 class _Histogram(NamedTuple):
@@ -140,7 +81,7 @@ class TensorBoardSink:
     """
 
     def __init__(self, writer: Any, *, scalars: bool = True, images_every: int = 10,
-                 histograms: bool = True, max_image_layers: int = 16,
+                 histograms: bool = True, max_image_layers: int | None = None,
                  filter_images: bool = True) -> None:
         self.writer = writer
         self.filter_images = filter_images
@@ -151,7 +92,7 @@ class TensorBoardSink:
         self._layout_done = False
         self._count = 0
         self._pending: dict[str, _Extras] = {}
-        self._reference_pc1_done: set[str] = set()
+        self._alerts_seen = False
 
     def purge_after(self, step: int) -> None:
         """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
@@ -165,11 +106,8 @@ class TensorBoardSink:
         self.writer.flush()
 
     def layout(self) -> None:
-        """One custom-scalars chart per measure, all layers on it."""
-        charts = {m.key: ["Multiline", [rf"^filterwatch/.+/{m.key}$"]]
-                  for m in select() if m.chart is not None}
-        model = {m.key: ["Multiline", [rf"^filterwatch_model/{m.key}$"]] for m in select(chart="both")}
-        self.writer.add_custom_scalars({"filterwatch: layers": charts, "filterwatch: model": model})
+        """The custom-scalars layout (see :func:`layout_charts`)."""
+        self.writer.add_custom_scalars(layout_charts())
         self._layout_done = True
 
     def _images_due(self, final: bool) -> bool:
@@ -184,13 +122,15 @@ class TensorBoardSink:
             w = read.weight
             hist = self.histograms  # non-finite weights give no histogram (see _histogram)
             grid = None
-            if images and read.position < self.max_image_layers:
+            if images and (self.max_image_layers is None or read.position < self.max_image_layers):
                 grid = filter_grid(w)
-            norms = weights = pc1 = None
+            norms = weights = None
             if hist:
                 norms = _histogram(torch.linalg.vector_norm(w.reshape(-1, read.layer.kernel_numel), dim=1))
                 weights = _histogram(w)
-                pc1 = None if read.drift_counts is None else read.drift_counts[0].tolist()
+            pc1 = None
+            if images and read.drift_counts is not None:
+                pc1 = read.drift_counts[0].tolist()
             self._pending[read.layer.name] = _Extras(norms, weights, pc1, grid)
 
         return collect
@@ -216,6 +156,9 @@ class TensorBoardSink:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
         if new_alerts:
             self._alerts(new_alerts, step)
+        elif not self._alerts_seen and (self._count == 0 or final):
+            self.writer.add_text("filterwatch/alerts", "no alerts" + (" in this run" if final else " so far"),
+                                 step)
         self._count += 1
         if final:  # otherwise the writer's own thread writes it out (a flush waits ~7 ms for it)
             self.writer.flush()
@@ -230,36 +173,24 @@ class TensorBoardSink:
                                                h.total_sq, edges[1:].tolist(), h.counts))
         if extras.pc1 is not None and reference is not None:
             group = _group_of(reference, name)
-            if group is not None:
-                values.append(self._pc1(name, "current", extras.pc1, group.basis))
-                if name not in self._reference_pc1_done:  # constant: logged once
-                    values.append(self._pc1(name, "reference", group.basis.hist[0].tolist(), group.basis))
-                    self._reference_pc1_done.add(name)
+            if group is not None:  # current (line) on the reference (grey area), one picture
+                image = pc1_image(extras.pc1, group.basis.hist[0].tolist())
+                values.append(_image_value(f"filterwatch_pc1/{name}", image))
         if extras.grid is not None:
             values.append(_image_value(f"filterwatch_filters/{name}", extras.grid))
         return values
 
     @staticmethod
-    def _pc1(name: str, tag: str, counts: list[float], basis: Any) -> Any:
-        """First principal coefficient on the reference's bins."""
-        edges = torch.linspace(basis.lo, basis.hi, len(counts) + 1, dtype=torch.float64)
-        c = torch.tensor(counts, dtype=torch.float64)
-        centres = (edges[:-1] + edges[1:]) / 2
-        return _histogram_value(f"filterwatch_drift/{name}/pc1_{tag}", basis.lo, basis.hi,
-                                float(c.sum()), float((c * centres).sum()),
-                                float((c * centres**2).sum()), edges[1:].tolist(), counts)
-
-    @staticmethod
     def _heatmaps(history: Sequence[Report]) -> list[Any]:
-        names = [layer.name for layer in history[-1].layers] if history else []
         values = []
-        for m in HEATMAP_MEASURES:
-            rows = [[_value(r, name, m) for r in history] for name in names]
-            if any(v is not None for row in rows for v in row):
-                values.append(_image_value(f"filterwatch_heatmap/{m}", heatmap(rows)))
+        for key in HEATMAP_MEASURES:
+            m = get(key)
+            if any(layer.value(key) is not None for r in history for layer in r.layers):
+                values.append(_png_value(f"filterwatch_heatmap/{key}", png_bytes(heatmap_figure(history, m))))
         return values
 
     def _alerts(self, alerts: Sequence[Alert], step: int) -> None:
+        self._alerts_seen = True
         lines = ["| step | layer | alert | value |", "|---:|---|---|---:|"]
         lines += [f"| {a.step} | `{a.layer}` | {a.message} | {a.value:.3f} |" for a in alerts]
         self.writer.add_text("filterwatch/alerts", "\n".join(lines), step)
@@ -301,13 +232,31 @@ def _image_value(tag: str, image: torch.Tensor) -> Any:
     return Summary.Value(tag=tag, image=png)
 
 
+def _png_value(tag: str, png: bytes) -> Any:
+    """Encoded PNG bytes (a matplotlib figure) as a summary value."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = struct.unpack(">II", png[16:24])  # from the IHDR chunk
+    return Summary.Value(tag=tag, image=Summary.Image(height=height, width=width, colorspace=4,
+                                                      encoded_image_string=png))
+
+
+def layout_charts() -> dict[str, dict[str, list[Any]]]:
+    """One chart per measure (anchored regexes, so ``variance_entropy`` does not also draw
+    ``variance_entropy_norm``): every layer on the layers' charts, the filter-weighted means
+    on the model's. Drift is shown against its noise floor (``drift_ratio``: 1 = what
+    sampling alone gives), so that a small, noisy layer cannot hide a real shift."""
+    layers = {m.label: ["Multiline", [_tag_regex(LAYER_TAG, ".+", m.key)]]
+              for m in select() if m.chart is not None}
+    model = {m.label: ["Multiline", [_tag_regex(MODEL_TAG, None, m.key)]] for m in select(chart="both")}
+    return {"filterwatch: layers": layers, "filterwatch: model": model}
+
+
+def _tag_regex(template: str, layer: str | None, measure: str) -> str:
+    fields = {"measure": re.escape(measure)} | ({} if layer is None else {"layer": layer})
+    return "^" + template.format(**fields) + "$"
+
+
 def _group_of(reference: Reference, name: str) -> Any:
     """The reference group a per-layer reference keeps for ``name`` (None otherwise)."""
     return reference.groups.get(name) if reference.grouping == "layer" else None
-
-
-def _value(report: Report, name: str, measure: str) -> float | None:
-    for layer in report.layers:
-        if layer.name == name:
-            return layer.value(measure)
-    return None

@@ -2,8 +2,9 @@
 history, scalars), change alerts, and the one schedule shared by every integration."""
 
 from .alerts import Alert, AlertRules, AlertTracker
-from .monitor import SCALAR_MEASURES, Monitor, MonitorViews
+from .monitor import LAYER_TAG, MODEL_TAG, SCALAR_MEASURES, Monitor, MonitorViews
 from .schedule import Schedule, check_interval
 
-__all__ = ["SCALAR_MEASURES", "Alert", "AlertRules", "AlertTracker", "Monitor", "MonitorViews",
+__all__ = ["LAYER_TAG", "MODEL_TAG", "SCALAR_MEASURES",
+           "Alert", "AlertRules", "AlertTracker", "Monitor", "MonitorViews",
            "Schedule", "check_interval"]

@@ -25,9 +25,13 @@ from ..report import Report, history_table, summarize
 from ..report.registry import select
 from .alerts import Alert, AlertRules, AlertTracker
 
-__all__ = ["SCALAR_MEASURES", "Monitor", "MonitorViews"]
+__all__ = ["LAYER_TAG", "MODEL_TAG", "SCALAR_MEASURES", "Monitor", "MonitorViews"]
 
 SCALAR_MEASURES: tuple[str, ...] = tuple(m.key for m in select(scalar=True))
+# the logged tags: one per layer and measure; the model's means in a namespace of their own,
+# which no layer name can take (a layer may be called "model")
+LAYER_TAG = "filterwatch/{layer}/{measure}"
+MODEL_TAG = "filterwatch_model/{measure}"
 # model surgery mid-run: explain, don't fail
 _LENIENT = Matching(allow_unmatched=True, allow_kernel_change=True)
 
@@ -147,7 +151,7 @@ class Monitor:
         report.summary = summarize(report.layers)
 
     @staticmethod
-    def scalars(report: Report, prefix: str = "filterwatch") -> dict[str, float]:
+    def scalars(report: Report) -> dict[str, float]:
         """Flat ``{prefix/<layer>/<measure>: value}`` plus ``{prefix_model/<measure>}`` (outside
         the layers' namespace: a layer called ``model`` keeps its own tags)."""
         out: dict[str, float] = {}
@@ -155,10 +159,10 @@ class Monitor:
             for m in SCALAR_MEASURES:
                 v = layer.value(m)
                 if v is not None:
-                    out[f"{prefix}/{layer.name}/{m}"] = v
+                    out[LAYER_TAG.format(layer=layer.name, measure=m)] = v
         for m, v in report.summary.get("mean", {}).items():
             if v is not None:
-                out[f"{prefix}_model/{m}"] = float(v)  # no layer name can take this
+                out[MODEL_TAG.format(measure=m)] = float(v)
         return out
 
     def state_dict(self) -> dict[str, Any]:

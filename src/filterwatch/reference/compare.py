@@ -150,6 +150,8 @@ class ReferencePlan:
     def apply(report: LayerReport, c: Comparison) -> None:
         """Write a comparison into the layer's report."""
         report.drift, report.drift_components, report.drift_noise = c.drift, c.components, c.noise
+        if c.drift is not None and c.noise:
+            report.drift_ratio = c.drift / c.noise
         report.relative_change = c.relative_change
         if c.drift_reason:
             report.undefined["drift"] = c.drift_reason

@@ -40,6 +40,10 @@ class Measure:
             channels, a ``flag`` that must be 0; ``None``: not gated.
         gate_group: the rule group (one JUnit testcase per layer and group).
         hint: what a bad value usually means and what to try.
+        healthy: the band where a value is unremarkable (``None``: no judgement, e.g. raw
+            VE, whose range depends on the kernel size). Pictures shade it and colour outside
+            it; the "worst" lines only name values outside it.
+        view: the range pictures show for an unbounded measure (``None``: its range).
     """
 
     key: str
@@ -60,6 +64,8 @@ class Measure:
     gate: GateKind | None = None
     gate_group: str = ""
     hint: str = ""
+    healthy: tuple[float, float] | None = None
+    view: tuple[float, float] | None = None
 
     @property
     def gate_rule(self) -> str:
@@ -75,12 +81,27 @@ class Measure:
         return self.lo, self.hi
 
     def format(self, value: float | int | None, digits: int = 3) -> str:
-        """The value as the tables show it (``-`` where undefined)."""
+        """The value as every table shows it: ``-`` where undefined, fixed decimals (never
+        ``-0.000`` or an exponent below 10^6; larger values are exponents).
+
+        Example:
+            >>> get("drift").format(-1e-9), get("drift").format(4.759e-07), get("dead_channels").format(3)
+            ('0.000', '0.000', '3')
+        """
         if value is None:
             return "-"
         if self.integer:
             return str(int(value))
-        return f"{value:.{digits}f}"
+        if not math.isfinite(value) or abs(value) >= 1e6:
+            return f"{value:.{digits}g}"
+        text = f"{value:.{digits}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0.0 else text
+
+    def is_healthy(self, value: float | None) -> bool:
+        """Inside the healthy band (undefined values and measures without a band are)."""
+        if value is None or self.healthy is None:
+            return True
+        return self.healthy[0] <= value <= self.healthy[1]
 
 
 _COLLAPSE_HINT = ("the filters collapsed to a few patterns; check the learning rate, "
@@ -91,7 +112,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("sparsity", "sparsity", "high", "share of filters with every |w| < 1% of the layer max",
             hi=1.0, summary=True, column="always", chart="both", heatmap=True, baseline=True,
             gate="limit", gate_group="sparsity",
-            hint="sparse filters often come from too strong weight decay or dead ReLUs upstream"),
+            hint="sparse filters often come from too strong weight decay or dead ReLUs upstream",
+            healthy=(0.0, 0.1)),
     Measure("variance_entropy", "VE", "low", "variance entropy, 0 = collapsed, log10 K = random",
             hi_log10_k=True, summary=True, column="always", chart="both", heatmap=True,
             baseline=True, gate="limit", gate_group="variance_entropy", hint=_COLLAPSE_HINT),
@@ -99,7 +121,8 @@ MEASURES: tuple[Measure, ...] = (
             summary=True, column="always", chart="both", heatmap=True, gate="limit",
             gate_group="variance_entropy",
             hint="random-like filters: the layer may not have trained (frozen, no gradient, or a "
-                 "learning rate so high it scrambles the weights)"),
+                 "learning rate so high it scrambles the weights)",
+            healthy=(0.25, 0.98), view=(0.0, 1.2)),
     Measure("variance_entropy_clean", "VE clean", "low", "VE without the sparse filters",
             hi_log10_k=True, summary=True, column="always", chart="both", baseline=True,
             hint=_COLLAPSE_HINT),
@@ -111,21 +134,27 @@ MEASURES: tuple[Measure, ...] = (
     Measure("dead_channels", "dead", "high", "output channels whose filters are all zero",
             integer=True, summary=True, column="always", chart="layers", gate="share",
             gate_group="dead_channels",
-            hint="whole output channels are zero: pruned, or killed by L1 or dead ReLUs"),
+            hint="whole output channels are zero: pruned, or killed by L1 or dead ReLUs",
+            healthy=(0.0, 0.0)),
     Measure("nonfinite", "nonfinite", "high", "NaN/Inf values in the weight", integer=True,
             summary=True, column="always", chart="layers", baseline=True, gate="flag",
             gate_group="nonfinite",
             hint="NaN/Inf weights: training diverged; lower the learning rate, clip gradients, "
-                 "check fp16 loss scaling"),
+                 "check fp16 loss scaling", healthy=(0.0, 0.0)),
     Measure("drift", "drift", "high", "symmetric KL of filter distributions vs the reference",
-            needs_reference=True, summary=True, column="reference", chart="layers", heatmap=True,
+            needs_reference=True, summary=True, column="reference", chart="both",
             baseline=True, gate="limit", gate_group="drift",
             hint="the filters moved far from the reference distribution: catastrophic forgetting "
-                 "or a broken fine-tune"),
+                 "or a broken fine-tune", view=(0.0, 2.0)),
     Measure("drift_noise", "noise", "high", "drift that sampling alone gives at this size",
             needs_reference=True, column="reference"),
+    Measure("drift_ratio", "drift/noise", "high",
+            "drift over its noise floor: 1 = what sampling alone gives; compare layers by this",
+            needs_reference=True, summary=True, column="reference", chart="both", heatmap=True,
+            healthy=(0.0, 3.0), view=(0.0, 30.0)),
     Measure("relative_change", "rel change", "high", "||W - W_ref|| / ||W_ref||",
-            needs_reference=True, summary=True, column="reference", chart="layers"),
+            needs_reference=True, summary=True, column="reference", chart="both",
+            view=(0.0, 1.0)),
     Measure("variance_entropy_clean_norm", "VE clean/H_T", "high", "clean VE over H_T(n)",
             scalar=False),
     Measure("weight_norm", "norm", "high", "Frobenius norm of the weight"),
@@ -154,6 +183,6 @@ def select(**flags: object) -> tuple[Measure, ...]:
 
     Example:
         >>> [m.key for m in select(heatmap=True)]
-        ['sparsity', 'variance_entropy', 'variance_entropy_norm', 'orthogonality', 'drift']
+        ['sparsity', 'variance_entropy', 'variance_entropy_norm', 'orthogonality', 'drift_ratio']
     """
     return tuple(m for m in MEASURES if all(getattr(m, k) == v for k, v in flags.items()))

@@ -6,6 +6,8 @@ The measure columns, the summary row and the "worst" line come from the registry
 
 from __future__ import annotations
 
+import textwrap
+
 from ..layers import format_kernel_size
 from .registry import Measure, select
 from .report import LayerReport, Report
@@ -51,7 +53,7 @@ def _summary_cell(report: Report, m: Measure) -> str:
 
 
 def _summary_row(report: Report) -> list[str]:
-    return ["(filter-weighted mean)", "", "", str(report.summary.get("n_filters", "")),
+    return ["weighted mean", "", "", str(report.summary.get("n_filters", "")),
             *(_summary_cell(report, m) for m in _measures(report))]
 
 
@@ -67,27 +69,84 @@ def _notes(report: Report) -> list[str]:
 
 
 def _worst_line(report: Report) -> str:
+    """The worst layer of each judged measure, named only when it lies outside the measure's
+    healthy band (drift is judged against its noise, VE normalised: like with like)."""
     parts = []
     for m in _measures(report):
         worst = report.summary.get("worst", {}).get(m.key) or []
-        if worst and not m.integer:
-            parts.append(f"{m.label} {worst[0]['layer']} ({m.format(worst[0]['value'])})")
-    return "worst: " + "; ".join(parts) if parts else "worst: -"
+        if worst and m.healthy is not None and not m.is_healthy(worst[0]["value"]):
+            parts.append(f"{m.label} {m.format(worst[0]['value'])} at {worst[0]['layer']}")
+    if not parts:
+        return "outside the healthy ranges: nothing"
+    return "outside the healthy ranges: " + "; ".join(parts)
 
 
-def to_table(report: Report) -> str:
-    """An aligned plain-text table, one row per layer, then the summary and notes.
+# the columns given up first when a table must fit a narrow terminal
+_DROP_ORDER = ("shape", "VE clean", "orth", "VE", "noise", "rel change", "drift", "k")
+_MIN_NAME = 12
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width`` characters (``features…conv2``).
+
+    Example:
+        >>> shorten("backbone.layer4.1.conv2", 14)
+        'backbon….conv2'
+    """
+    if len(text) <= width:
+        return text
+    keep = max(width - 1, 2)
+    head = (keep + 1) // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
+
+
+def _fit(rows: list[list[str]], columns: list[tuple[str, str]], width: int | None
+         ) -> tuple[list[list[str]], list[tuple[str, str]], list[str]]:
+    """Drop columns (least telling first) and shorten names until the table fits ``width``."""
+    dropped: list[str] = []
+
+    def total() -> int:
+        return sum(max(len(r[i]) for r in rows) for i in range(len(columns))) + 2 * (len(columns) - 1)
+
+    if width is None:
+        return rows, columns, dropped
+    name_width = max(len(r[0]) for r in rows)
+    for label in (None, *_DROP_ORDER):
+        if label is not None:
+            if label not in [c for c, _ in columns]:
+                continue
+            i = [c for c, _ in columns].index(label)
+            rows = [r[:i] + r[i + 1:] for r in rows]
+            columns = columns[:i] + columns[i + 1:]
+            dropped.append(label)
+        excess = total() - width
+        if excess <= 0:
+            break
+        if name_width - excess >= _MIN_NAME:
+            name_width -= excess
+            rows = [[shorten(r[0], name_width), *r[1:]] for r in rows]
+            break
+    return rows, columns, dropped
+
+
+def to_table(report: Report, width: int | None = None) -> str:
+    """An aligned plain-text table, one row per layer, then the summary and notes; at most
+    ``width`` characters wide when given (long names are cut in the middle, then the least
+    telling columns are left out, and a note says which).
 
     Example:
         >>> import torch, filterwatch
         >>> rep = filterwatch.analyze(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)))
         >>> to_table(rep).split()[:5]
         ['layer', 'shape', 'k', 'filters', 'sparsity']
+        >>> max(len(line) for line in to_table(rep, width=60).splitlines()[:4]) <= 60
+        True
     """
-    columns = _columns(report)
+    columns = list(_columns(report))
     measures = _measures(report)
     rows = [[c for c, _ in columns], *(_row(layer, measures) for layer in report.layers),
             _summary_row(report)]
+    rows, columns, dropped = _fit(rows, columns, width)
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     lines = []
     for i, row in enumerate(rows):
@@ -98,8 +157,13 @@ def to_table(report: Report) -> str:
         lines.append("  ".join(cells).rstrip())
         if i == 0 or i == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append(_worst_line(report))
-    lines.extend(_notes(report))
+    notes = [_worst_line(report), *report.summary.get("notes", [])]
+    if dropped:
+        notes.append(f"(left out to fit {width} columns: {', '.join(dropped)}; "
+                     "widen the terminal or use --format json)")
+    notes.extend(_notes(report))
+    for note in notes:
+        lines.extend(textwrap.wrap(note, width, subsequent_indent="  ") if width else [note])
     return printable("\n".join(lines) + "\n")  # names may hold ANSI escapes: never run them
 
 
@@ -120,7 +184,8 @@ def to_markdown(report: Report) -> str:
     summary = _summary_row(report)
     summary[0] = "**" + summary[0] + "**"
     lines.append("| " + " | ".join(summary) + " |")
-    lines += ["", md_cell(_worst_line(report))]
+    lines += ["", md_cell(_worst_line(report)),
+              *(f"**{md_cell(n)}**" for n in report.summary.get("notes", []))]
     notes = _notes(report)
     if notes:
         lines += ["", *(f"- {md_cell(n)}" for n in notes)]

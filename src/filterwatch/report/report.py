@@ -10,7 +10,7 @@ from typing import Any
 
 from .._atomic import write_text_atomic
 from ..errors import InputError
-from .registry import select
+from .registry import get, select
 
 __all__ = ["SCHEMA_VERSION", "LayerReport", "Report", "summarize"]
 
@@ -46,6 +46,7 @@ class LayerReport:
     drift: float | None = None
     drift_components: list[float] | None = None
     drift_noise: float | None = None
+    drift_ratio: float | None = None
     relative_change: float | None = None
     undefined: dict[str, str] = field(default_factory=dict)
 
@@ -226,4 +227,19 @@ def summarize(layers: list[LayerReport], top: int = 3) -> dict[str, Any]:
         "n_filters": sum(layer.n_filters for layer in layers),
         "mean": means,
         "worst": worst,
+        "notes": _notes(layers),
     }
+
+
+_RANDOM_LIKE = get("variance_entropy_norm")
+
+
+def _notes(layers: list[LayerReport]) -> list[str]:
+    """Plain statements about the whole model (e.g. that it looks untrained)."""
+    values = [v for layer in layers if (v := layer.value(_RANDOM_LIKE.key)) is not None]
+    assert _RANDOM_LIKE.healthy is not None
+    random_like = sum(v > _RANDOM_LIKE.healthy[1] for v in values)
+    if values and random_like * 2 > len(values):
+        return [f"looks untrained: {random_like} of {len(values)} layers have random-like filters "
+                f"(VE/H_T > {_RANDOM_LIKE.healthy[1]}); was the right checkpoint loaded?"]
+    return []

@@ -1,0 +1,127 @@
+"""Issue 14: pictures on fixed scales, terminal tables that fit, a self-contained HTML page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from filterwatch import analyze
+from filterwatch.integrations.figures import filter_grid, health_cmap, heatmap_figure, pc1_image
+from filterwatch.report import to_table
+from filterwatch.report.registry import get
+from tests.conftest import small_cnn
+from tests.golden_helpers import _run
+
+
+def test_heatmap_colours_mean_the_same_in_every_run() -> None:
+    """A value's colour depends on the value only: the same VE/H_T is the same colour whatever
+    else is in the picture, and healthy values are green, unhealthy ones red."""
+    cmap = health_cmap(get("variance_entropy_norm"))
+    lo, hi = 0.0, 1.2
+
+    def colour(v: float) -> tuple[float, ...]:
+        return tuple(cmap((v - lo) / (hi - lo)))
+
+    green, red = colour(0.6), colour(1.15)
+    assert green[1] > green[0] and red[0] > red[1]  # healthy green, random-like red
+    assert colour(0.1)[0] > colour(0.1)[1]  # collapsed: red too
+    rep = analyze(small_cnn())
+    image = heatmap_figure([rep, rep], get("sparsity")).axes[0].images[0]
+    assert image.get_clim() == (0.0, 1.0)  # the registry's range, not the data's
+
+
+def test_heatmap_has_layer_names_steps_and_a_colour_bar() -> None:
+    rep = analyze(small_cnn())
+    fig = heatmap_figure([rep, rep], get("variance_entropy"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "2", "5"]
+    assert ax.get_xlabel() == "step" and len(fig.axes) == 2
+
+
+def test_filter_grid_one_scale_per_layer_so_sparse_filters_look_empty() -> None:
+    w = torch.randn(4, 2, 3, 3)
+    w[1] = 0.0  # a dead filter
+    w[2] *= 1e-3  # a nearly-zero one: faint on the layer's scale, not as vivid as the rest
+    img = filter_grid(w, cell=1)
+    cols = [1, 2, 3, 5, 6, 7]  # the two 3x3 slices, without the separator between them
+    rows = [img[:, 1 + 4 * i: 4 + 4 * i][:, :, cols] for i in range(4)]
+    assert torch.allclose(rows[1], torch.ones_like(rows[1]))  # white: empty
+    assert (1 - rows[2]).abs().max() < 0.01 < (1 - rows[0]).abs().max()
+
+
+def test_filter_grid_lays_out_depthwise_layers_as_a_square() -> None:
+    img = filter_grid(torch.randn(32, 1, 3, 3), cell=1)
+    assert img.shape[1] < 3 * img.shape[2]  # not one long column
+
+
+def test_pc1_picture_shows_both_on_one_scale() -> None:
+    img = pc1_image([0, 10, 0], [10, 0, 0], height=10, bar=1)
+    orange = (img[0] > 0.9) & (img[2] < 0.2)
+    grey = (img - 0.72).abs().amax(dim=0) < 1e-6
+    assert orange[:, 1].any() and not orange[:, 0].any() and grey[:, 0].any()
+
+
+def test_table_fits_the_terminal_and_cuts_names_in_the_middle() -> None:
+    net = nn.Module()
+    net.add_module("backbone_with_a_very_long_name_indeed", nn.Conv2d(3, 8, 3))
+    report = analyze(net)
+    text = to_table(report, width=60)
+    assert max(len(line) for line in text.splitlines()) <= 60
+    assert "…" in text and "left out to fit 60 columns" in text
+    wide = to_table(report)
+    assert "backbone_with_a_very_long_name_indeed" in wide
+
+
+def test_scan_follows_columns(checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "64")
+    code, out, _ = _run("scan", str(checkpoints["pt"]), "-q")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 64
+
+
+def test_formats_are_the_same_everywhere() -> None:
+    drift = get("drift")
+    assert drift.format(-1e-9) == "0.000" and drift.format(4.759e-07) == "0.000"
+    assert drift.format(0.95) == "0.950"
+
+
+def test_nothing_named_worst_when_nothing_is_bad_and_untrained_models_are_named() -> None:
+    trained = analyze({"a.weight": torch.randn(64, 1, 3, 3).sign() * torch.rand(64, 1, 1, 1) + 0.0})
+    text = to_table(trained)
+    assert "outside the healthy ranges:" in text
+    random = to_table(analyze(small_cnn()))
+    assert "looks untrained" in random
+
+
+def test_every_cli_option_has_help() -> None:
+    from filterwatch.cli.parser import _build_parser
+
+    parser = _build_parser()
+    subparsers = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    stack = [parser] + [p for sp in subparsers for p in sp.choices.values()]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                stack.extend(action.choices.values())  # type: ignore[attr-defined]
+            elif action.dest not in ("help", "version", "command", "ref_command"):
+                assert action.help, f"{p.prog} {action.option_strings or action.dest}"
+
+
+@pytest.mark.parametrize("command", ["scan", "check"])
+def test_html_report_is_self_contained(checkpoints: dict[str, Path], tmp_path: Path, command: str) -> None:
+    out = tmp_path / "report.html"
+    code, _, err = _run(command, str(checkpoints["pt"]), "--format", "html", "-o", str(out), "-q")
+    assert code == 0, err
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)  # nothing fetched
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert page.count("<svg") >= 4  # one chart per measure, inline
+    assert "data:image/png;base64," in page  # filter grids of the worst layers, inline
+    assert "Outside the healthy ranges" in page
+    if command == "check":
+        assert "PASSED" in page or "FAILED" in page
