@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def test_resume_keeps_reference_and_continues_history(tmp_path: Path) -> None:
     assert resumed_cb.reference.sources == ["weights at the start of monitoring"]
 
 
-def test_alerts_fire_when_a_layer_is_killed(tmp_path: Path) -> None:
+def test_alerts_fire_when_a_layer_is_killed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     class Killer(TinyNet):
         def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
             if self.global_step == 4:
@@ -140,8 +141,11 @@ def test_alerts_fire_when_a_layer_is_killed(tmp_path: Path) -> None:
 
     logger = TensorBoardLogger(tmp_path, name="tb")
     cb = FilterWatch(every_n_steps=2)
-    with pytest.warns(UserWarning, match="FilterWatch alert"):
+    with caplog.at_level(logging.WARNING, logger="filterwatch.alerts"):
         trainer(tmp_path, [cb], logger=logger).fit(Killer(lr=0.0), loader())
+    lines = [r.getMessage() for r in caplog.records if r.name == "filterwatch.alerts"]
+    assert lines and all(line.startswith("filterwatch alert at step ") for line in lines)
+    assert len(lines) == len(cb.alerts)  # once each
     kinds = {(a.layer, a.kind) for a in cb.alerts}
     assert ("body.2", "sparse") in kinds
     assert "filterwatch/alerts/text_summary" in _events(Path(logger.log_dir)).Tags()["tensors"]

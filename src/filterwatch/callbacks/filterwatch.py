@@ -9,6 +9,7 @@ heatmaps and an alert panel.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,9 @@ from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
 from ..reference import Reference
 from ..report import to_table
 from ._common import current_layers, has_conv
+
+# alerts are printed once, as one line: "filterwatch alert at step 40: features.5: sparse ..."
+ALERT_LOG = logging.getLogger("filterwatch.alerts")
 
 __all__ = ["FilterWatch"]
 
@@ -267,8 +271,8 @@ class FilterWatch(MonitorViews, Callback):
                     del self._sinks[key]  # its logger gets the scalars through log_metrics again
                     rank_zero_warn(f"FilterWatch stopped writing TensorBoard extras: {exc}; "
                                    "scalars still go to the loggers.")
-            for alert in new_alerts:
-                rank_zero_warn(f"FilterWatch alert at step {step}: {alert.message}")
+            for alert in new_alerts:  # one plain line each (a warning would show our file path)
+                ALERT_LOG.warning("filterwatch alert at step %d: %s", step, alert.message)
         self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every rank must snapshot at the same steps: rank zero decides
             self.schedule.next_step = int(trainer.strategy.broadcast(self.schedule.next_step, src=0))

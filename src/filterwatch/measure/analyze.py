@@ -18,6 +18,7 @@ from ..layers import (
     LayerSelection,
     check_selection,
     describe_source,
+    discover_layers,
     load_state_dict,
     own_forward_convs,
     select_layers,
@@ -80,6 +81,11 @@ def analyze(
     state = load_state_dict(source) if isinstance(source, str | Path) else source
     layers = select_layers(state, selection, name)
     settings: dict[str, object] = dict(selection.as_dict())
+    everything = discover_layers(state, select=LayerSelection.everything(selection.transposed))
+    pointwise = [layer.name for layer in everything if all(s == 1 for s in layer.kernel_size)
+                 and not selection.accepts(layer.name, layer.kernel_size)]
+    if pointwise:  # listed, so that "left out" is visible (VE is 0 for one-value kernels)
+        settings["left_out_pointwise"] = pointwise
     custom = own_forward_convs(source) if isinstance(source, nn.Module) else []
     custom = [n for n in custom if any(layer.name == n for layer in layers)]
     if custom:  # say which kernel was measured

@@ -59,6 +59,11 @@ def _summary_row(report: Report) -> list[str]:
 
 def _notes(report: Report) -> list[str]:
     notes = []
+    left_out = report.settings.get("left_out_pointwise") or []
+    if left_out:
+        shown = ", ".join(left_out[:6]) + (f", ... ({len(left_out)} in all)" if len(left_out) > 6 else "")
+        notes.append(f"left out: {len(left_out)} 1x1 layer(s) ({shown}): their VE is always 0; "
+                     "--include-pointwise measures them")
     for layer in report.layers:
         reasons: dict[str, list[str]] = {}
         for measure, reason in layer.undefined.items():
