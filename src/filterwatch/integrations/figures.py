@@ -71,7 +71,9 @@ def heatmap_figure(history: Sequence[Report], m: Measure, max_steps: int = 60) -
     names = [layer.name for layer in reports[-1].layers] if reports else []
     data = torch.tensor([[_cell(r, n, m) for r in reports] for n in names], dtype=torch.float64)
     lo, hi = view_range(m)
-    fig = Figure(figsize=(7.0, min(2.2 + 0.32 * len(names), 14.0)), dpi=100, layout="constrained")
+    height = min(2.2 + 0.32 * len(names), 14.0)
+    fig = Figure(figsize=(7.0, height), dpi=100)  # fixed margins: a layout engine costs ~40 ms
+    fig.subplots_adjust(left=0.22, right=0.97, top=1 - 0.45 / height, bottom=0.55 / height)
     ax = fig.add_subplot()
     image = ax.imshow(data.numpy(), aspect="auto", cmap=health_cmap(m), vmin=lo, vmax=hi,
                       interpolation="nearest")

@@ -86,9 +86,11 @@ def _drift_chart(report: Report) -> str | None:
     ax.scatter(x, [n for _, _, n in rows], marker="_", s=300, color="black", zorder=3,
                label="noise floor (sampling alone)")
     ax.set_yscale("log")
+    top = max(max(d for _, d, _ in rows), max(n for _, _, n in rows))
+    ax.set_ylim(1e-4, top * 30)  # room above the bars for the legend
     ax.set_xticks(list(x), [shorten(name, 18) for name, _, _ in rows], rotation=60, ha="right",
                   fontsize=7)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
     ax.set_title("drift against its noise floor (red: more than 3x the noise)", fontsize=9)
     return svg_text(fig)
 

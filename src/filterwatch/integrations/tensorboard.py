@@ -28,6 +28,7 @@ from .figures import filter_grid, heatmap_figure, pc1_image, png_bytes
 __all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "layout_charts"]
 
 HEATMAP_MEASURES = tuple(m.key for m in select(heatmap=True))
+_HEATMAP_MIN = 3  # snapshots before a heatmap (matplotlib, ~50 ms each) says more than the scalars
 
 
 class _Histogram(NamedTuple):
@@ -150,7 +151,7 @@ class TensorBoardSink:
         for name, extras in self._pending.items():
             values += self._layer_extras(name, extras, reference, report)
         self._pending = {}
-        if self._images_due(final) and len(history) > 1:  # one column says nothing yet
+        if self._images_due(final) and len(history) >= _HEATMAP_MIN:  # a trend needs columns
             values += self._heatmaps(history)
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)

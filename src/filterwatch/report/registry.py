@@ -151,7 +151,9 @@ MEASURES: tuple[Measure, ...] = (
     Measure("drift_ratio", "drift/noise", "high",
             "drift over its noise floor: 1 = what sampling alone gives; compare layers by this",
             needs_reference=True, summary=True, column="reference", chart="both", heatmap=True,
-            healthy=(0.0, 3.0), view=(0.0, 30.0)),
+            healthy=(0.0, 3.0), view=(0.0, 30.0),
+            hint="the layer's filters moved well beyond what sampling noise explains: expected "
+                 "while fine-tuning early layers a little, alarming if large or in many layers"),
     Measure("relative_change", "rel change", "high", "||W - W_ref|| / ||W_ref||",
             needs_reference=True, summary=True, column="reference", chart="both",
             view=(0.0, 1.0)),

@@ -1,0 +1,91 @@
+"""Take the README's screenshots: TensorBoard dashboards of the digits demo and the HTML report.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``). Run from the repository root:
+
+    .venv/bin/python docs/screenshots.py
+
+It runs the digits demo twice (a normal and a destructive fine-tune, ``--bad``) unless their
+logs exist, the checkpoint example for a healthy and a damaged checkpoint, writes
+``check --format html`` of the damaged one against a reference of the healthy one, starts
+TensorBoard on a free port, and saves PNGs under ``docs/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RUNS = ROOT / "runs"
+PY = sys.executable
+SHOTS = {  # file -> (TensorBoard page, window height)
+    "tb_custom_scalars.png": ("#custom_scalars", 1500),
+    "tb_heatmaps.png": ("#images&tagFilter=heatmap&_smoothingWeight=0", 1700),
+    "tb_filters.png": ("#images&tagFilter=filterwatch_(filters|pc1)", 1400),
+    "tb_alerts.png": ("#text", 900),
+}
+
+
+def _run(*args: str) -> None:
+    print("+", " ".join(args), flush=True)
+    subprocess.run(args, cwd=ROOT, check=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _shoot(url: str, out: Path, height: int, width: int = 1400) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        sys.exit("docs/screenshots.py needs chromium: apt-get install chromium")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={out}", f"--window-size={width},{height}",
+                    "--virtual-time-budget=20000", url], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+def main() -> None:
+    DOCS.mkdir(exist_ok=True)
+    if not (RUNS / "finetune_5-9").is_dir():
+        _run(PY, "examples/finetune_digits.py")
+    if not (RUNS / "finetune_5-9_bad").is_dir():
+        _run(PY, "examples/finetune_digits.py", "--bad")
+    if not (RUNS / "demo" / "digits_cnn_damaged.pt").is_file():
+        _run(PY, "examples/scan_checkpoint.py")
+    ref, page = RUNS / "demo" / "healthy.safetensors", RUNS / "demo" / "report.html"
+    _run(PY, "-m", "filterwatch", "reference", "build", str(RUNS / "demo" / "digits_cnn.pt"),
+         "-o", str(ref), "-q")
+    subprocess.run([PY, "-m", "filterwatch", "check", str(RUNS / "demo" / "digits_cnn_damaged.pt"),
+                    "--reference", str(ref), "--format", "html", "-o", str(page), "-q"], cwd=ROOT)
+    _shoot(page.as_uri(), DOCS / "html_report.png", 2300, 1300)
+
+    port = _free_port()
+    board = subprocess.Popen([str(Path(PY).with_name("tensorboard")), "--logdir", str(RUNS),
+                              "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(60):  # wait until it answers
+            try:
+                urllib.request.urlopen(f"http://localhost:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        for name, (fragment, height) in SHOTS.items():
+            _shoot(f"http://localhost:{port}/{fragment}", DOCS / name, height)
+    finally:
+        board.terminate()
+        board.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
