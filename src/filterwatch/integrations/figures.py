@@ -118,9 +118,7 @@ def health_cmap(m: Measure, n: int = 256) -> Any:
             return ramp(0.42 - 0.42 * min(depth * 4.0, 1.0))  # orange at the edge, soon red
 
         colours = [shade(x) for x in xs]
-    cmap = ListedColormap(colours)
-    cmap.set_bad((_GREY, _GREY, _GREY))
-    return cmap
+    return ListedColormap(colours).with_extremes(bad=(_GREY, _GREY, _GREY))
 
 
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
