@@ -178,7 +178,8 @@ def test_layout_regexes_match_exactly_the_logged_tags(tmp_path: Path) -> None:
     from filterwatch.report.registry import MEASURES
 
     logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer(tmp_path, [FilterWatch(every_n_steps=4)], logger=logger).fit(TinyNet(), loader())
+    watch = FilterWatch(every_n_steps=4, spectral=True)  # every measure is logged
+    trainer(tmp_path, [watch], logger=logger).fit(TinyNet(), loader())
     tags = _events(Path(logger.log_dir)).Tags()["scalars"]
     by_label = {m.label: m for m in MEASURES}
     charts = layout_charts()

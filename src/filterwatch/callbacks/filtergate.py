@@ -79,7 +79,7 @@ class FilterGate(Callback):
         self.mode: GateMode = mode
         self.patience = patience
         self.selection = self.config.select
-        self.monitor = Monitor(reference=reference)
+        self.monitor = Monitor(reference=reference, spectral=self.config.needs_spectral)
         self.failures = 0
         self.stopped_step: int | None = None
         self.stopping_reason = GateStoppingReason.NOT_STOPPED
@@ -153,6 +153,8 @@ class FilterGate(Callback):
         and the gate was given no reference of its own."""
         watch = next((cb for cb in trainer.callbacks if isinstance(cb, FilterWatch)), None)  # type: ignore[attr-defined]
         if watch is None or watch.disabled or self.monitor.user_reference:
+            return
+        if self.monitor.spectral and not (watch.monitor.spectral and watch.monitor.spectral_every == 1):
             return
         watched = {layer.name for layer in current_layers(trainer, pl_module, watch.selection)}
         if all(layer.name in watched for layer in layers):

@@ -95,6 +95,10 @@ class FilterWatch(MonitorViews, Callback):
         keep_reports: how many of the latest reports ``callback.history`` and the checkpoint
             keep (the history file keeps all).
         strict: let monitoring errors propagate instead of disabling the monitor.
+        spectral: also log the spectral measures (condition number, ranks, certified
+            Lipschitz bound; see ``analyze(spectral=True)``), on every ``spectral_every``-th
+            snapshot (and the last): they cost more than the others, and the adaptive
+            schedule counts them.
 
     Example:
         >>> from filterwatch import FilterWatch
@@ -120,6 +124,8 @@ class FilterWatch(MonitorViews, Callback):
         history_file: str | None = "filterwatch_history.jsonl",
         keep_reports: int = 100,
         strict: bool = False,
+        spectral: bool = False,
+        spectral_every: int = 1,
     ) -> None:
         self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=max_overhead)
         if isinstance(images_every, bool) or not isinstance(images_every, int) or images_every < 1:
@@ -127,7 +133,8 @@ class FilterWatch(MonitorViews, Callback):
         self.selection = check_selection(select)
         self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
                                alert_rules=alert_rules, reference_device=reference_device,
-                               keep_reports=keep_reports)
+                               keep_reports=keep_reports, spectral=spectral,
+                               spectral_every=spectral_every)
         self.images_every = images_every
         self.histograms = histograms
         self.history_file = history_file

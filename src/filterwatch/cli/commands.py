@@ -119,6 +119,8 @@ def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         sparsity_eps=args.sparsity_eps,
         orthogonality=not args.no_orthogonality,
         progress=None if args.quiet else _Progress(err),
+        spectral=args.spectral or args.input_size is not None,
+        input_size=args.input_size,
     )
     text = (_html(report, args.path, selection) if args.format == "html"
             else _render(report, args.format, _width(args.output, out)))
@@ -181,7 +183,7 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         select = LayerSelection(select.kernel_sizes, select.include, select.exclude,
                                 select.include_pointwise, args.transposed)
     report = analyze(args.path, select=select, reference=_load_reference(args.reference, args.path),
-                     matching=matching,
+                     matching=matching, spectral=config.needs_spectral,
                      progress=None if args.quiet else _Progress(err))
     verdict = evaluate(report, config)
     if baseline is not None:

@@ -86,6 +86,12 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                       help="a filter is sparse when every |w| < EPS x the layer's max |w| "
                            "(default: 0.01, the paper's)")
     scan.add_argument("--no-orthogonality", action="store_true", help="skip the costly measure")
+    scan.add_argument("--spectral", action="store_true",
+                      help="also spectral norm, condition number, stable and effective rank and a "
+                           "certified Lipschitz bound (exact, costlier: seconds for 512-channel layers)")
+    scan.add_argument("--input-size", metavar="HxW",
+                      help="with it, also the exact circular-padding operator norm at this input "
+                           "size (implies --spectral)")
     _reference(scan)
     _common(scan)
     scan.set_defaults(func=commands.scan)

@@ -94,6 +94,10 @@ def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -
                     skip=f"{layer.n_filters} filters < drift-min-filters {rules.drift_min_filters}")
         return
     value = _value(layer, m)
+    if value is None and m.fails_when_undefined and m.key in layer.undefined:
+        verdict.add(layer.name, m.gate_group, Violation(
+            layer.name, m.key, None, limit, f"{rule} ({layer.undefined[m.key]})", m.gate_group, m.hint))
+        return
     if value is None:
         missing = "no reference given" if m.needs_reference else f"{m.key} not measured"
         verdict.add(layer.name, m.gate_group, None, skip=layer.undefined.get(m.key, missing))

@@ -43,6 +43,10 @@ class GateRules:
             of about 1.35); applied only to layers with at least ``drift_min_filters``.
         drift_min_filters: smaller layers are too noisy for a drift limit (see README).
         allow_nonfinite: NaN/Inf weights pass (default false).
+        max_condition_number: most condition number of the layer's matrix (a rank-deficient
+            layer fails it); off by default. Turns on the spectral measures.
+        max_lipschitz_bound: most certified Lipschitz bound of a layer; off by default.
+            Turns on the spectral measures.
     """
 
     max_sparsity: float | None = 0.9
@@ -53,6 +57,9 @@ class GateRules:
     max_drift: float | None = 2.0
     drift_min_filters: int = 1024
     allow_nonfinite: bool = False
+    max_condition_number: float | None = None
+    max_lipschitz_bound: float | None = None
+
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,13 @@ class GateConfig:
             if fnmatch.fnmatchcase(name, o.pattern):
                 rules = replace(rules, **o.values)
         return rules
+
+    @property
+    def needs_spectral(self) -> bool:
+        """Whether a rule (default or per-layer) needs the spectral measures."""
+        spectral = ("max_condition_number", "max_lipschitz_bound")
+        return any(getattr(self.rules, k) is not None for k in spectral) or any(
+            o.values.get(k) is not None for o in self.overrides for k in spectral)
 
 
 _RULE_KEYS = {f.name.replace("_", "-"): f for f in fields(GateRules)}

@@ -187,6 +187,8 @@ def watch(
     alert_rules: AlertRules | None = None,
     images_every: int = 10,
     strict: bool = False,
+    spectral: bool = False,
+    spectral_every: int = 1,
 ) -> Iterator[Watcher]:
     """Watch a model's conv filters during a hand-written training loop.
 
@@ -195,7 +197,8 @@ def watch(
     the first one is the drift reference unless ``reference`` is given. With a
     ``SummaryWriter``, scalars, histograms, images and alerts go to TensorBoard. When the
     block ends, a final snapshot of the weights as they are then is taken. A measuring error
-    warns and stops the watching (``strict=True`` raises it instead).
+    warns and stops the watching (``strict=True`` raises it instead). ``spectral`` adds the
+    spectral measures on every ``spectral_every``-th snapshot (see FilterWatch).
 
     Example:
         >>> import torch, filterwatch
@@ -214,7 +217,7 @@ def watch(
     everything = discover_layers(model, select=LayerSelection.everything())
     chosen = {layer.name for layer in everything if selection.accepts(layer.name, layer.kernel_size)}
     monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
-                      alert_rules=alert_rules)
+                      alert_rules=alert_rules, spectral=spectral, spectral_every=spectral_every)
     sink = None if writer is None else TensorBoardSink(writer, images_every=images_every)
     watcher = Watcher(monitor, schedule, sink, {layer.name: layer.depth for layer in everything},
                       strict)

@@ -17,7 +17,7 @@ import torch
 
 from ..report import Report
 from ..report.registry import Measure, get, select
-from ..report.render import shorten
+from ..report.render import report_measures, shorten
 from .figures import filter_grid, png_bytes, shown_value, svg_text, view_range
 
 __all__ = ["to_html", "worst_layers"]
@@ -122,8 +122,7 @@ def _grid_png(weight: torch.Tensor) -> str:
 
 
 def _table(report: Report) -> str:
-    ms = [m for m in select() if m.column == "always"
-          or (m.column == "reference" and report.settings.get("reference"))]
+    ms = list(report_measures(report))
     head = "".join(f"<th>{_e(m.label)}</th>" for m in ms)
     rows = []
     for layer in report.layers:

@@ -37,6 +37,7 @@ from ..reference.compare import ReferencePlan
 from ..report import LayerReport
 from ..report.registry import select
 from ._triton_stats import triton_row_stats, triton_usable
+from .spectral import Spectral, spectral_values
 
 __all__ = ["PRECISIONS", "KernelRead", "Precision", "check_precision", "layer_stats", "measure_layers",
            "reports_from_stats", "unavailable_report"]
@@ -47,7 +48,7 @@ Progress = Callable[[int, int, str], None]
 
 # what a kernel gives (the registry's measures that need no reference), and of those what a
 # kernel with NaN/Inf still gives (the counts)
-_FROM_KERNEL = tuple(m.key for m in select(needs_reference=False))
+_FROM_KERNEL = tuple(m.key for m in select(needs_reference=False, spectral=False))
 _NOT_FROM_NONFINITE = tuple(k for k in _FROM_KERNEL if k not in ("nonfinite", "dead_channels"))
 
 
@@ -159,7 +160,8 @@ class KernelRead(NamedTuple):
 def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                    orthogonality: bool = True, precision: Precision = "float32",
                    progress: Progress | None = None, plan: ReferencePlan | None = None,
-                   on_kernel: Callable[[KernelRead], None] | None = None) -> list[LayerReport]:
+                   on_kernel: Callable[[KernelRead], None] | None = None,
+                   spectral: Spectral | None = None) -> list[LayerReport]:
     """Every measure for every layer from **one read of each kernel**: the statistics, the
     comparison with the reference (``plan``) and whatever ``on_kernel`` takes from the kernel
     (TensorBoard histograms, filter images, reference weights) all come from that read.
@@ -167,7 +169,7 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
     Kernels are read one layer at a time (under sharding each read is one all-gather); a
     layer whose kernel cannot be read gets a report that says why."""
     ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
-    stats, comparisons = [], {}
+    stats, comparisons, spectra = [], {}, {}
     with torch.no_grad(), scratch_memory():
         for i, layer in enumerate(layers):
             if not layer.unavailable:
@@ -176,6 +178,8 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                                          precision=precision))
                 if plan is not None:
                     comparisons[i] = plan.compare(i, weight)
+                if spectral is not None:
+                    spectra[i] = spectral_values(weight, layer.groups or 1, spectral.input_size)
                 if on_kernel is not None:
                     counts = comparisons[i].counts if i in comparisons else None
                     on_kernel(KernelRead(i, layer, weight, counts))
@@ -189,4 +193,9 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
     if plan is not None:
         for i, report in enumerate(out):
             plan.apply(report, comparisons[i] if i in comparisons else plan.compare(i, None))
+    for i, values in spectra.items():
+        for key, (value, reason) in values.items():
+            setattr(out[i], key, value)
+            if reason:
+                out[i].undefined[key] = reason
     return out

@@ -26,17 +26,22 @@ class AlertRules:
         sparsity_increase: sparsity rose by at least this much (absolute share).
         collapse_ratio: VE fell to at most this fraction of its starting value.
         random_like: normalised VE reached this while it started below ``random_like - 0.05``.
+        spectral_growth: the condition number or the Lipschitz bound grew by this factor
+            (spectral measures only).
     """
 
     sparsity_increase: float = 0.2
     collapse_ratio: float = 0.5
     random_like: float = 1.0
+    spectral_growth: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("sparsity_increase", "collapse_ratio"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
                 raise InputError(f"`{name}` expected a number in (0, 1), got {v!r}")
+        if isinstance(self.spectral_growth, bool) or not self.spectral_growth > 1:
+            raise InputError(f"`spectral_growth` expected a number > 1, got {self.spectral_growth!r}")
         if self.random_like <= 0:
             raise InputError(f"`random_like` expected a positive number, got {self.random_like!r}")
 
@@ -99,6 +104,18 @@ def _dead(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[floa
     return None
 
 
+def _grew(key: str, what: str, hint: str) -> Check:
+    """A spectral measure grew by ``rules.spectral_growth`` (10x) from the layer's start."""
+
+    def check(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[float, str] | None:
+        v, v0 = getattr(now, key), getattr(start, key)
+        if v is None or v0 is None or v0 <= 0 or v < rules.spectral_growth * v0:
+            return None
+        return v, f"{what} grew {v / v0:.0f}x: {v:.3g} (was {v0:.3g}); {hint}"
+
+    return check
+
+
 # alert kind -> (the registry measure it watches, its check)
 _CHECKS: dict[str, tuple[str, Check]] = {
     "nonfinite": (get("nonfinite").key, _nonfinite),
@@ -106,6 +123,10 @@ _CHECKS: dict[str, tuple[str, Check]] = {
     "collapsed": (get("variance_entropy").key, _collapsed),
     "random_like": (get("variance_entropy_norm").key, _random_like),
     "dead_channels": (get("dead_channels").key, _dead),
+    "ill_conditioned": (get("condition_number").key, _grew(
+        "condition_number", "condition number", "heavy pruning or collapse makes the layer fragile")),
+    "lipschitz_growth": (get("lipschitz_bound").key, _grew(
+        "lipschitz_bound", "Lipschitz bound", "the layer amplifies perturbations more and more")),
 }
 
 

@@ -9,6 +9,7 @@ It keeps no reference to the model between calls.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,15 @@ class Monitor:
         alert_rules: AlertRules | None = None,
         reference_device: str | torch.device | None = None,
         keep_reports: int = 100,
+        spectral: bool = False,
+        spectral_every: int = 1,
     ) -> None:
         every = orthogonality_every
+        if not isinstance(spectral, bool):
+            raise InputError(f"`spectral` expected True or False, got {spectral!r}")
+        if isinstance(spectral_every, bool) or not isinstance(spectral_every, int) or spectral_every < 1:
+            raise InputError(f"`spectral_every` expected an integer >= 1, got {spectral_every!r}")
+        self.spectral, self.spectral_every = spectral, spectral_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise InputError(f"`orthogonality_every` expected an integer >= 1, got {orthogonality_every!r}")
         _check_eps(sparsity_eps, "sparsity_eps")
@@ -126,9 +134,10 @@ class Monitor:
                 on_kernel(read)
 
         ortho = final or len(self.history) % self.orthogonality_every == 0
+        spectral = self.spectral and (final or len(self.history) % self.spectral_every == 0)
         report = analyze_layers(layers, source=source, sparsity_eps=self.sparsity_eps,
                                 orthogonality=ortho, reference=self.reference, matching=_LENIENT,
-                                step=step, on_kernel=hook)
+                                step=step, on_kernel=hook, spectral=spectral)
         if first:
             self._compare_first(layers, report, captured)
         self.history.append(report)
@@ -163,6 +172,9 @@ class Monitor:
         for m, v in report.summary.get("mean", {}).items():
             if v is not None:
                 out[MODEL_TAG.format(measure=m)] = float(v)
+        product = report.settings.get("lipschitz_bound_product")  # the stack's bound, not a mean
+        if product is not None and math.isfinite(product):
+            out[MODEL_TAG.format(measure="lipschitz_bound")] = float(product)
         return out
 
     def state_dict(self) -> dict[str, Any]:

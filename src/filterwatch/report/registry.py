@@ -44,6 +44,9 @@ class Measure:
             VE, whose range depends on the kernel size). Pictures shade it and colour outside
             it; the "worst" lines only name values outside it.
         view: the range pictures show for an unbounded measure (``None``: its range).
+        spectral: computed only when spectral measures are asked for (``spectral=True``).
+        fails_when_undefined: a gate rule on it fails where it is undefined with a reason
+            (a rank-deficient matrix has no finite condition number).
     """
 
     key: str
@@ -57,7 +60,7 @@ class Measure:
     needs_reference: bool = False
     summary: bool = False
     scalar: bool = True
-    column: Literal["always", "reference"] | None = None
+    column: Literal["always", "reference", "spectral"] | None = None
     chart: Literal["layers", "both"] | None = None
     heatmap: bool = False
     baseline: bool = False
@@ -66,6 +69,8 @@ class Measure:
     hint: str = ""
     healthy: tuple[float, float] | None = None
     view: tuple[float, float] | None = None
+    spectral: bool = False
+    fails_when_undefined: bool = False
 
     @property
     def gate_rule(self) -> str:
@@ -157,6 +162,24 @@ MEASURES: tuple[Measure, ...] = (
     Measure("relative_change", "rel change", "high", "||W - W_ref|| / ||W_ref||",
             needs_reference=True, summary=True, column="reference", chart="both",
             view=(0.0, 1.0)),
+    Measure("spectral_norm", "σ_max", "high", "largest singular value of the layer's matrix "
+            "C_out x (C_in/groups)·K", spectral=True, column="spectral", chart="layers"),
+    Measure("condition_number", "cond", "high", "σ_max / σ_min of the layer's matrix; null when "
+            "rank-deficient", spectral=True, column="spectral", chart="layers", gate="limit",
+            gate_group="spectral", fails_when_undefined=True,
+            hint="an ill-conditioned layer (heavy pruning, collapse) makes the model fragile; "
+                 "prune less, or fine-tune after pruning"),
+    Measure("stable_rank", "srank", "low", "||W||_F² / σ_max²: how many directions carry energy",
+            spectral=True, column="spectral", chart="layers"),
+    Measure("effective_rank", "erank", "low", "exp of the entropy of σ / Σσ (Roy & Vetterli)",
+            spectral=True, column="spectral", chart="layers"),
+    Measure("lipschitz_bound", "Lip bound", "high", "certified upper bound of the conv's operator "
+            "norm for every input size, padding and stride", spectral=True, column="spectral",
+            chart="both", gate="limit", gate_group="spectral",
+            hint="a large Lipschitz constant amplifies input perturbations; consider spectral "
+                 "normalisation or weight decay"),
+    Measure("lipschitz", "Lip @size", "high", "exact operator norm, circular padding, stride 1, at "
+            "the given input size", spectral=True, column="spectral"),
     Measure("variance_entropy_clean_norm", "VE clean/H_T", "high", "clean VE over H_T(n)",
             scalar=False),
     Measure("weight_norm", "norm", "high", "Frobenius norm of the weight"),

@@ -24,13 +24,18 @@ def _has_reference(report: Report) -> bool:
     return bool(report.settings.get("reference"))
 
 
-def _measures(report: Report) -> tuple[Measure, ...]:
-    wanted = ("always", "reference") if _has_reference(report) else ("always",)
-    return tuple(m for m in select() if m.column in wanted)
+def report_measures(report: Report) -> tuple[Measure, ...]:
+    """The measures a rendering of ``report`` shows: the reference's only with a reference,
+    the spectral ones only when they were computed (``lipschitz`` only at an input size)."""
+    wanted = {"always"} | ({"reference"} if _has_reference(report) else set())
+    if report.settings.get("spectral"):
+        wanted.add("spectral")
+    return tuple(m for m in select() if m.column in wanted
+                 and (m.key != "lipschitz" or report.settings.get("input_size")))
 
 
 def _columns(report: Report) -> tuple[tuple[str, str], ...]:
-    return (*_LAYER_COLUMNS, *((m.label, ">") for m in _measures(report)))
+    return (*_LAYER_COLUMNS, *((m.label, ">") for m in report_measures(report)))
 
 
 def _row(layer: LayerReport, measures: tuple[Measure, ...]) -> list[str]:
@@ -54,11 +59,15 @@ def _summary_cell(report: Report, m: Measure) -> str:
 
 def _summary_row(report: Report) -> list[str]:
     return ["weighted mean", "", "", str(report.summary.get("n_filters", "")),
-            *(_summary_cell(report, m) for m in _measures(report))]
+            *(_summary_cell(report, m) for m in report_measures(report))]
 
 
 def _notes(report: Report) -> list[str]:
     notes = []
+    product = report.settings.get("lipschitz_bound_product")
+    if product is not None:
+        notes.append(f"Lipschitz bound of the conv stack: {product:.4g} (the product of the layer "
+                     "bounds: valid with 1-Lipschitz activations and no skip connections)")
     left_out = report.settings.get("left_out_pointwise") or []
     if left_out:
         shown = ", ".join(left_out[:6]) + (f", ... ({len(left_out)} in all)" if len(left_out) > 6 else "")
@@ -77,7 +86,7 @@ def _worst_line(report: Report) -> str:
     """The worst layer of each judged measure, named only when it lies outside the measure's
     healthy band (drift is judged against its noise, VE normalised: like with like)."""
     parts = []
-    for m in _measures(report):
+    for m in report_measures(report):
         worst = report.summary.get("worst", {}).get(m.key) or []
         if worst and m.healthy is not None and not m.is_healthy(worst[0]["value"]):
             parts.append(f"{m.label} {m.format(worst[0]['value'])} at {worst[0]['layer']}")
@@ -87,7 +96,8 @@ def _worst_line(report: Report) -> str:
 
 
 # the columns given up first when a table must fit a narrow terminal
-_DROP_ORDER = ("shape", "VE clean", "orth", "VE", "noise", "rel change", "drift", "k")
+_DROP_ORDER = ("shape", "VE clean", "srank", "erank", "Lip @size", "σ_max", "orth", "VE", "noise",
+               "rel change", "drift", "k")
 _MIN_NAME = 12
 
 
@@ -148,7 +158,7 @@ def to_table(report: Report, width: int | None = None) -> str:
         True
     """
     columns = list(_columns(report))
-    measures = _measures(report)
+    measures = report_measures(report)
     rows = [[c for c, _ in columns], *(_row(layer, measures) for layer in report.layers),
             _summary_row(report)]
     rows, columns, dropped = _fit(rows, columns, width)
@@ -175,7 +185,7 @@ def to_table(report: Report, width: int | None = None) -> str:
 def to_markdown(report: Report) -> str:
     """A GitHub-flavoured Markdown table (for CI job summaries and PR comments)."""
     columns = _columns(report)
-    measures = _measures(report)
+    measures = report_measures(report)
     lines = [
         f"### filterwatch: {md_cell(report.source or 'model')}",
         "",

@@ -48,6 +48,12 @@ class LayerReport:
     drift_noise: float | None = None
     drift_ratio: float | None = None
     relative_change: float | None = None
+    spectral_norm: float | None = None
+    condition_number: float | None = None
+    stable_rank: float | None = None
+    effective_rank: float | None = None
+    lipschitz_bound: float | None = None
+    lipschitz: float | None = None
     undefined: dict[str, str] = field(default_factory=dict)
 
     def value(self, measure: str) -> float | None:
