@@ -22,3 +22,25 @@ def test_check_model_script(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "## filterwatch gate :white_check_mark: PASSED" in summary.read_text()
     assert (tmp_path / "ci" / "filterwatch.xml").read_text().startswith("<?xml")
+
+
+@pytest.mark.slow
+def test_pruning_spectrum_example_shows_the_condition_number_rising(tmp_path: Path) -> None:
+    out = tmp_path / "pruning.png"
+    done = subprocess.run([sys.executable, str(ROOT / "examples/pruning_spectrum.py"), "--epochs", "3",
+                           "--output", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip().endswith(tuple("0123456789"))
+            and "%" in line]
+    conds = [float(r[3]) for r in rows]
+    assert conds[-1] > conds[0]  # sparser: worse conditioned (inf when rank-deficient)
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_scan_spectral_adds_the_spectral_columns(checkpoints: dict[str, Path]) -> None:
+    from tests.golden_helpers import _run
+
+    code, out, _ = _run("scan", str(checkpoints["pt"]), "--spectral", "-q")
+    assert code == 0 and "cond" in out and "Lip bound" in out and "Lipschitz bound of the conv stack" in out
+    code, out, _ = _run("scan", str(checkpoints["pt"]), "--input-size", "8x8", "-q", "--format", "json")
+    assert code == 0 and '"lipschitz":' in out and '"input_size": [' in out

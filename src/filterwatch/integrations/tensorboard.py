@@ -106,9 +106,9 @@ class TensorBoardSink:
         self.writer._get_file_writer().add_event(event)
         self.writer.flush()
 
-    def layout(self) -> None:
+    def layout(self, spectral: bool = False) -> None:
         """The custom-scalars layout (see :func:`layout_charts`)."""
-        self.writer.add_custom_scalars(layout_charts())
+        self.writer.add_custom_scalars(layout_charts(spectral))
         self._layout_done = True
 
     def _images_due(self, final: bool) -> bool:
@@ -144,7 +144,7 @@ class TensorBoardSink:
 
         step = int(report.step or 0)
         if not self._layout_done:
-            self.layout()
+            self.layout(bool(report.settings.get("spectral")))
         values: list[Any] = []
         if self.write_scalars:
             values += [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
@@ -242,14 +242,16 @@ def _png_value(tag: str, png: bytes) -> Any:
                                                       encoded_image_string=png))
 
 
-def layout_charts() -> dict[str, dict[str, list[Any]]]:
+def layout_charts(spectral: bool = True) -> dict[str, dict[str, list[Any]]]:
     """One chart per measure (anchored regexes, so ``variance_entropy`` does not also draw
     ``variance_entropy_norm``): every layer on the layers' charts, the filter-weighted means
     on the model's. Drift is shown against its noise floor (``drift_ratio``: 1 = what
-    sampling alone gives), so that a small, noisy layer cannot hide a real shift."""
+    sampling alone gives), so that a small, noisy layer cannot hide a real shift. The spectral
+    measures' charts only when they are computed (``spectral``)."""
+    shown = [m for m in select() if spectral or not m.spectral]
     layers = {m.label: ["Multiline", [_tag_regex(LAYER_TAG, ".+", m.key)]]
-              for m in select() if m.chart is not None}
-    model = {m.label: ["Multiline", [_tag_regex(MODEL_TAG, None, m.key)]] for m in select(chart="both")}
+              for m in shown if m.chart is not None}
+    model = {m.label: ["Multiline", [_tag_regex(MODEL_TAG, None, m.key)]] for m in shown if m.chart == "both"}
     return {"filterwatch: layers": layers, "filterwatch: model": model}
 
 
