@@ -17,7 +17,7 @@ import torch
 
 from ..report import Report
 from ..report.registry import Measure, get, select
-from ..report.render import report_measures, shorten
+from ..report.render import report_measures, shorten, unhealthy_worst
 from .figures import filter_grid, png_bytes, shown_value, svg_text, view_range
 
 __all__ = ["to_html", "worst_layers"]
@@ -157,11 +157,9 @@ def to_html(report: Report, verdict: Mapping[str, Any] | None = None,
                          f"<th>what</th><th>hint</th></tr>{rows}</table>")
     for note in report.summary.get("notes", []):
         parts.append(f"<div class='note'>{_e(note)}</div>")
-    judged = [m for m in select(summary=True) if m.healthy is not None]
-    outside = [(m, w[0]) for m in judged if (w := report.summary.get("worst", {}).get(m.key))
-               and not m.is_healthy(w[0]["value"])]
-    items = "".join(f"<li>{_e(m.label)} {_e(m.format(w['value']))} at <code>{_e(w['layer'])}</code>: "
-                    f"{_e(m.hint)}</li>" for m, w in outside)
+    outside = unhealthy_worst(report)
+    items = "".join(f"<li>{_e(m.label)} {_e(m.format(value))} at <code>{_e(layer)}</code>: "
+                    f"{_e(m.hint)}</li>" for m, layer, value in outside)
     parts.append("<h2>Outside the healthy ranges</h2>"
                  + (f"<ul>{items}</ul>" if outside else "<p>nothing</p>"))
     charts = [_chart(report, m) for m in select() if m.column == "always" and not m.integer]

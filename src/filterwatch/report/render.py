@@ -82,14 +82,20 @@ def _notes(report: Report) -> list[str]:
     return notes
 
 
-def _worst_line(report: Report) -> str:
-    """The worst layer of each judged measure, named only when it lies outside the measure's
-    healthy band (drift is judged against its noise, VE normalised: like with like)."""
-    parts = []
+def unhealthy_worst(report: Report) -> list[tuple[Measure, str, float]]:
+    """``(measure, layer, value)`` of the worst layer of each judged measure, only where it
+    lies outside the measure's healthy band (drift is judged against its noise, VE
+    normalised: like with like)."""
+    out = []
     for m in report_measures(report):
         worst = report.summary.get("worst", {}).get(m.key) or []
         if worst and m.healthy is not None and not m.is_healthy(worst[0]["value"]):
-            parts.append(f"{m.label} {m.format(worst[0]['value'])} at {worst[0]['layer']}")
+            out.append((m, str(worst[0]["layer"]), float(worst[0]["value"])))
+    return out
+
+
+def _worst_line(report: Report) -> str:
+    parts = [f"{m.label} {m.format(value)} at {layer}" for m, layer, value in unhealthy_worst(report)]
     if not parts:
         return "outside the healthy ranges: nothing"
     return "outside the healthy ranges: " + "; ".join(parts)
