@@ -22,15 +22,20 @@ Bernstein's inequality bounds its second derivatives by ``4 d_i d_j sup g``; so 
 
     sup_ω ‖F(ω)‖  ≤  max_grid ‖F(ω)‖ / sqrt(1 - 2 (Σ_i π d_i / N_i)²)
 
-The grid is chosen so that this factor is at most 1.05 (3x3 kernels: 30 x 30), and the grid
-maximum comes from float64 eigenvalues with a round-off margin. For a 1x1 kernel the bound is
-the matrix norm exactly. This is the rigorous sampling bound of the DFT approach; the Gram
+The grid is chosen so that this factor is at most 1.05 (3x3 kernels: 30 x 30). The grid
+maximum is computed in float64 without a complex product per frequency: the Gram matrices
+``F(ω)ᴴF(ω)`` are the FFT of the spatial Gram kernel ``G_δ = Σ_p W_pᵀ W_{p+δ}`` (one real GEMM
+over all pairs of taps); power iteration bounds their largest eigenvalue from below, one
+batched Cholesky factorisation of ``t·I - A(ω)`` proves it from above at every frequency, and
+only the few frequencies it cannot settle get exact eigenvalues. For a 1x1 kernel the bound
+is the matrix norm exactly. This is the rigorous sampling bound of the DFT approach; the Gram
 iteration of Delattre et al. (ICML 2023) bounds the same supremum from the kernel alone, at
 a cost that grows with the kernel's support at every iteration.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -119,16 +124,74 @@ def _spatial(weight: torch.Tensor) -> int:
     return weight.ndim - 2
 
 
+_SMALL_GRAM = 48  # below this size, exact eigenvalues of every frequency are cheap anyway
+_POWER_STEPS = 30
+
+
+def _certified_top(grams: torch.Tensor) -> float:
+    """The largest eigenvalue over a batch of Hermitian PSD matrices, exact and certified,
+    without the eigenvalues of every matrix. Power iteration gives a lower bound ``L`` of the
+    maximum; one batched Cholesky factorisation of ``t·I - A``, ``t = L (1 + 1e-9)`` plus a
+    round-off margin, *proves* ``λ_max <= t`` wherever it succeeds (positive definite); only
+    the matrices where it fails (typically one or two) get exact eigenvalues. About three
+    times cheaper than the eigenvalues of all for 256 channels, more for wider layers."""
+    n = grams.shape[-1]
+    if n <= _SMALL_GRAM:
+        return float(torch.linalg.eigvalsh(grams)[..., -1].max().clamp_min(0.0))
+    x = torch.ones(grams.shape[0], n, 1, dtype=grams.dtype, device=grams.device)
+    for _ in range(_POWER_STEPS):
+        x = grams @ x
+        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
+    lower = float((x.mH @ grams @ x).real.max())
+    scale = float(grams.diagonal(dim1=-2, dim2=-1).real.max())
+    if lower <= 0.0 or scale <= 0.0:  # all zero, or nothing found: exact
+        return float(torch.linalg.eigvalsh(grams)[..., -1].max().clamp_min(0.0))
+    t = lower * (1.0 + 1e-9) + 4 * n * torch.finfo(torch.float64).eps * scale
+    shifted = -grams
+    shifted.diagonal(dim1=-2, dim2=-1).add_(t)
+    failed = torch.linalg.cholesky_ex(shifted).info != 0
+    if bool(failed.any()):  # not proven below t there: exact eigenvalues of those few
+        t = max(t, float(torch.linalg.eigvalsh(grams[failed])[..., -1].max()) * _SAFETY)
+    return t
+
+
+def _gram_spectrum(block: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """``A(ω) = F(ω)ᴴ F(ω)`` at the half-grid of ``sizes``, ``(freqs, c, c)``, for one group's
+    kernel ``(co, ci, *k)`` with ``ci <= co``. Built from the spatial Gram kernel
+    ``G_δ = Σ_p W_pᵀ W_{p+δ}`` (one real GEMM for every pair of taps) and one real FFT over
+    the lags: far cheaper than a complex Gram product at every frequency."""
+    co, ci = block.shape[:2]
+    kernel = tuple(block.shape[2:])
+    taps = math.prod(kernel)
+    flat = block.permute(*range(2, block.ndim), 1, 0)  # (*k, ci, co)
+    flat = flat.reshape(taps * ci, co)  # row (p, i) = W_p[:, i]
+    pairs = (flat @ flat.T).reshape(taps, ci, taps, ci).permute(0, 2, 1, 3)  # [p, q] = W_pᵀ W_q
+    lags = torch.zeros(ci, ci, *sizes, dtype=block.dtype, device=block.device)
+    coords = list(itertools.product(*(range(k) for k in kernel)))
+    for a, p in enumerate(coords):
+        for b, q in enumerate(coords):  # G_{q-p} += W_pᵀ W_q, placed at (q - p) mod N
+            index: tuple[int | slice, ...] = (slice(None), slice(None), *(
+                (qq - pp) % n for pp, qq, n in zip(p, q, sizes, strict=True)))
+            lags[index] += pairs[a, b]
+    spectrum = torch.fft.rfftn(lags, dim=tuple(range(2, 2 + len(sizes))))  # (ci, ci, *freq)
+    # e^{-iω(q-p)}: rfftn's sign convention gives A(ω) or its conjugate: the same eigenvalues
+    out: torch.Tensor = spectrum.permute(*range(2, spectrum.ndim), 0, 1).reshape(-1, ci, ci)
+    return out
+
+
 def _max_over_frequencies(blocks: torch.Tensor, sizes: tuple[int, ...]) -> float:
-    """max over the DFT grid of ``sizes`` (and over the groups) of σ_max(F(ω)), float64."""
-    dims = tuple(range(3, 3 + len(sizes)))
-    spectrum = torch.fft.rfftn(blocks, s=sizes, dim=dims)  # (G, co, ci, *freq)
-    co, ci = spectrum.shape[1:3]
-    mats = spectrum.permute(0, *dims, 1, 2).reshape(-1, co, ci)  # (G · freqs, co, ci)
-    per = max(1, _CHUNK_BYTES // (16 * min(co, ci) ** 2 + 16 * co * ci))
+    """max over the DFT grid of ``sizes`` (and over the groups) of σ_max(F(ω)), float64,
+    certified from above (see :func:`_certified_top`)."""
+    if blocks.shape[1] < blocks.shape[2]:  # the smaller side: σ(F) = σ(Fᵀ)
+        blocks = blocks.transpose(1, 2)
+    if any(k > n for k, n in zip(blocks.shape[3:], sizes, strict=True)):
+        raise InputError(f"`input_size` expected at least the kernel {tuple(blocks.shape[3:])}, got {sizes}")
     top = 0.0
-    for start in range(0, mats.shape[0], per):
-        top = max(top, float(_gram_eigenvalues(mats[start:start + per])[..., -1].max()))
+    for block in blocks:
+        grams = _gram_spectrum(block, sizes)
+        per = max(1, _CHUNK_BYTES // (16 * grams.shape[-1] ** 2))
+        for start in range(0, grams.shape[0], per):
+            top = max(top, _certified_top(grams[start:start + per].contiguous()))
     return math.sqrt(top)
 
 
