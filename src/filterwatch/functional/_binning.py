@@ -39,6 +39,16 @@ class Frame(NamedTuple):
     hi: float
     bins: int
 
+    @property
+    def scale(self) -> float:
+        """Bins per unit of coefficient: ``s = bins / (hi - lo)``."""
+        return self.bins / (self.hi - self.lo)
+
+    @property
+    def offset(self) -> torch.Tensor:
+        """``c_k = -(b_k · mean + lo) · s`` (float64, one per basis row)."""
+        return -(self.basis @ self.mean + self.lo) * self.scale
+
 
 def _row_peaks(f: torch.Tensor) -> torch.Tensor:
     """``max |f|`` per row of an ``(n, K)`` matrix (NaN or Inf where a row holds one)."""
@@ -48,33 +58,28 @@ def _row_peaks(f: torch.Tensor) -> torch.Tensor:
 
 def _positions(f: torch.Tensor, peak: torch.Tensor, frame: Frame) -> torch.Tensor:
     """``(K, n)`` bin positions in ``f``'s precision, in a reused buffer."""
-    scale = frame.bins / (frame.hi - frame.lo)
-    inv = torch.where(peak == 0, torch.ones_like(peak), peak).reciprocal_().mul_(scale)
-    offset = -(frame.basis @ frame.mean + frame.lo) * scale
+    inv = torch.where(peak == 0, torch.ones_like(peak), peak).reciprocal_().mul_(frame.scale)
     k, n = int(frame.basis.shape[0]), int(f.shape[0])
     out = _scratch((k, n), f.dtype, f.device, "binning-y")
     basis = frame.basis.to(f)
     y = basis @ f.T if out is None else torch.mm(basis, f.T, out=out)
-    return y.mul_(inv).add_(offset.to(f)[:, None])
+    return y.mul_(inv).add_(frame.offset.to(f)[:, None])
 
 
 def _exact_positions(f: torch.Tensor, peak: torch.Tensor, frame: Frame) -> torch.Tensor:
     """``(K, m)`` positions of a few filters ``f`` ``(m, K)``, in float64."""
-    scale = frame.bins / (frame.hi - frame.lo)
     p = peak.to(torch.float64)
     p = torch.where(p == 0, torch.ones_like(p), p)
-    offset = -(frame.basis @ frame.mean + frame.lo) * scale
-    return (frame.basis @ f.to(torch.float64).T) * (scale / p) + offset[:, None]
+    return (frame.basis @ f.to(torch.float64).T) * (frame.scale / p) + frame.offset[:, None]
 
 
 def _roundoff(dtype: torch.dtype, frame: Frame) -> float:
     """A bound on the round-off of a position computed in ``dtype`` (0 for float64)."""
     if dtype == torch.float64:
         return 0.0
-    scale = frame.bins / (frame.hi - frame.lo)
     k = int(frame.basis.shape[1])
-    magnitude = (scale * float(frame.basis.abs().sum(dim=1).max())
-                 + float((frame.basis @ frame.mean + frame.lo).abs().max()) * scale)
+    magnitude = (frame.scale * float(frame.basis.abs().sum(dim=1).max())
+                 + float(frame.offset.abs().max()))
     return _ROUNDOFF_FACTOR * (k + 2) * torch.finfo(dtype).eps * magnitude
 
 

@@ -57,11 +57,9 @@ class VarianceEntropy(NamedTuple):
 def _variance_entropy_update(filters: torch.Tensor) -> MomentSums:
     """``(n, Σf, Σffᵀ)`` of an ``(n, K)`` filter matrix, as float64 sums (see
     :func:`_variance_entropy_update_t`)."""
-    n = int(filters.shape[0])
-    ft = _transposed(filters.to(torch.float64) if n < _SMALL else filters,
-                     _scratch((int(filters.shape[1]), n), filters.dtype if n >= _SMALL
-                              else torch.float64, filters.device, "moments"))
-    return _variance_entropy_update_t(ft)
+    k, n = int(filters.shape[1]), int(filters.shape[0])
+    return _variance_entropy_update_t(
+        _transposed(filters, _scratch((k, n), filters.dtype, filters.device, "moments")))
 
 
 def _variance_entropy_update_t(ft: torch.Tensor) -> MomentSums:

@@ -22,7 +22,6 @@ import torch
 from ._filters import _filter_matrix, _output_filter_matrix, _safe_scale, _transposed
 from ._scratch import _scratch
 from .entropy import (
-    _SMALL,
     MomentSums,
     _variance_entropy_compute,
     _variance_entropy_update,
@@ -113,8 +112,7 @@ def _row_stats(f: torch.Tensor) -> RowStats:
         nonfinite = _nonfinite_update(f[bad_rows])
     else:
         nonfinite = torch.zeros((), dtype=torch.int64, device=f.device)
-    sums = (_variance_entropy_update(f) if n < _SMALL  # exact float64 for small sets
-            else _variance_entropy_update_t(ft))  # centres ft in place
+    sums = _variance_entropy_update_t(ft)  # centres ft in place (small sets: a float64 copy)
     return RowStats(row_peak=row_peak, row_l2=row_l2, abs_sum=abs_sum, nonfinite=nonfinite,
                     s1=sums.s1, s2=sums.s2)
 
