@@ -139,3 +139,19 @@ def test_float64_weights_near_1e200() -> None:
     assert got.variance_entropy == pytest.approx(plain.variance_entropy, abs=1e-9)
     assert got.orthogonality == pytest.approx(plain.orthogonality, abs=1e-6)
     assert got.weight_norm == pytest.approx(plain.weight_norm * 1e200, rel=1e-9)
+
+
+@pytest.mark.parametrize("block", [1000, 8192, 65536])
+def test_blocks_of_the_cpu_pass_add_up(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """The CPU pass goes over blocks of filters (the last one short, some of fewer filters
+    than the float64 small-set path takes): every measure equals the float64 path's."""
+    from filterwatch.functional import stats
+
+    monkeypatch.setattr(stats, "_ROW_CHUNK", block)
+    w = (trained_like_layer(160, 128, seed=7) + 0.05).float()  # 20,480 filters
+    w.view(-1, 9)[5000:5300] *= 1e-4  # sparse filters inside one block
+    w[3] = 0.0  # a dead channel in the first block
+    _assert_same({"l.weight": w})
+    w[150, 2, 1, 1] = float("nan")  # a non-finite value in a later block
+    layer = analyze({"l.weight": w}).layer("l")
+    assert layer.nonfinite == 1 and layer.sparsity is None

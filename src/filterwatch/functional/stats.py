@@ -91,30 +91,44 @@ class LayerValues(NamedTuple):
     dead_indices: list[int]
 
 
+_ROW_CHUNK = 65536  # filters per block of the CPU pass: its buffers stay in the cache
+
+
 def _row_stats(f: torch.Tensor) -> RowStats:
-    """The torch implementation of the per-filter pass. It works on the transpose ``(K, n)``
-    (one product with the identity): per-filter reductions then run over K contiguous
-    rows, which is several times faster on a CPU than reducing rows of K values; no
-    float64 copy of the whole matrix; NaN/Inf are counted only in the filters that hold them."""
+    """The torch implementation of the per-filter pass, over blocks of ``_ROW_CHUNK``
+    filters whose intermediates stay in the CPU's cache (one memory read of ``f``; a
+    whole-matrix pass per operation was twice as slow on ResNet-50). Each block works on
+    its transpose ``(K, c)`` (one product with the identity): per-filter reductions then
+    run over K contiguous rows, which is several times faster on a CPU than reducing rows
+    of K values; no float64 copy of the matrix; NaN/Inf are counted only in the filters
+    that hold them. Block sums add exactly as the sums of disjoint filter sets do."""
     k, n = int(f.shape[1]), int(f.shape[0])
-    ft = _transposed(f, _scratch((k, n), f.dtype, f.device, "transposed"))
-    out = _scratch((k, n), f.dtype, f.device, "abs")
-    a = ft.abs() if out is None else torch.abs(ft, out=out)
-    row_peak = a.amax(dim=0)
-    abs_sum = a.sum().to(torch.float64)
-    del a
-    row_l2 = torch.zeros(n, dtype=f.dtype, device=f.device)
-    for i in range(k):  # one read of ft; the (n,) sum stays in cache
-        row_l2.addcmul_(ft[i], ft[i])
+    chunk = n if f.is_cuda else _ROW_CHUNK
+    row_peak = torch.empty(n, dtype=f.dtype, device=f.device)
+    row_l2 = torch.empty(n, dtype=f.dtype, device=f.device)
+    abs_sum = torch.zeros((), dtype=torch.float64, device=f.device)
+    s1 = torch.zeros(k, dtype=torch.float64, device=f.device)
+    s2 = torch.zeros(k, k, dtype=torch.float64, device=f.device)
+    for i in range(0, n, chunk):
+        c = min(chunk, n - i)
+        ft = _transposed(f[i : i + c], _scratch((k, c), f.dtype, f.device, "transposed"))
+        out = _scratch((k, c), f.dtype, f.device, "abs")
+        a = ft.abs() if out is None else torch.abs(ft, out=out)
+        torch.amax(a, dim=0, out=row_peak[i : i + c])
+        abs_sum += a.sum()
+        torch.sum(a.copy_(ft).mul_(ft), dim=0, out=row_l2[i : i + c])
+        del a
+        sums = _variance_entropy_update_t(ft)  # centres ft in place (small sets: float64)
+        s1 += sums.s1
+        s2 += sums.s2
     row_l2.sqrt_()
     bad_rows = ~torch.isfinite(row_peak)
     if bool(bad_rows.any()):
         nonfinite = _nonfinite_update(f[bad_rows])
     else:
         nonfinite = torch.zeros((), dtype=torch.int64, device=f.device)
-    sums = _variance_entropy_update_t(ft)  # centres ft in place (small sets: a float64 copy)
     return RowStats(row_peak=row_peak, row_l2=row_l2, abs_sum=abs_sum, nonfinite=nonfinite,
-                    s1=sums.s1, s2=sums.s2)
+                    s1=s1, s2=s2)
 
 
 def _working_precision(weight: torch.Tensor) -> torch.Tensor:
