@@ -81,8 +81,7 @@ def _variance_entropy_update_t(ft: torch.Tensor) -> MomentSums:
         ft = ft.to(torch.float64)
     shift = ft[:, :_SHIFT_ROWS].mean(dim=1)
     m = shift.to(torch.float64)
-    for i in range(k):  # a row at a time: a broadcast over rows is slow on a CPU
-        ft[i].sub_(shift[i])
+    ft.sub_(shift[:, None])
     q = (n // _CHUNK) * _CHUNK
     s1c = torch.zeros(k, dtype=torch.float64, device=dev)
     s2c = torch.zeros(k, k, dtype=torch.float64, device=dev)
