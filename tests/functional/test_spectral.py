@@ -157,3 +157,27 @@ def test_alert_when_the_condition_number_grows_tenfold() -> None:
     tracker.update(start)
     kinds = {a.kind for a in tracker.update(now)}
     assert "ill_conditioned" in kinds
+
+
+@pytest.mark.parametrize("trained", [False, True])
+def test_certified_maximum_of_wide_layers_equals_the_exact_one(trained: bool) -> None:
+    """Past 48 channels the grid maximum is certified (power-iteration scouting, exact
+    eigenvalues of the best few, one batched Cholesky test) instead of computing every
+    frequency's eigenvalues: it must never be below the exact maximum, nor noticeably above."""
+    from filterwatch.functional import spectral
+
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(64, 56, 3, 3, generator=g, dtype=torch.float64)
+    if trained:  # a peaked spectrum: smooth filters, one strong direction
+        smooth = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+        w = w * torch.outer(smooth, smooth)
+        w[:8] += 3.0 * w[8:16]
+    spectrum = spectral._GramSpectrum(w)  # ci <= co: the side the certificate works on
+    omega = spectral._frequencies((12, 12), w.device)
+    exact = float(torch.linalg.eigvalsh(spectrum.at(omega))[..., -1].max())
+    got = spectral._certified_top(spectrum, omega)
+    assert exact <= got <= exact * (1 + 1e-8)
+    # and the matrices are those of the FFT of the kernel (Sedghi et al.)
+    f = torch.fft.fft2(w, s=(12, 12))[:, :, 3, 5]  # F(ω) at m = (3, 5): (co, ci)
+    a = spectrum.at(omega[3 * 7 + 5][None])[0]
+    assert torch.linalg.eigvalsh(a) == pytest.approx(torch.linalg.eigvalsh(f.mH @ f), rel=1e-9)
