@@ -37,6 +37,19 @@ def test_pruning_spectrum_example_shows_the_condition_number_rising(tmp_path: Pa
     assert out.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", [False, True])
+def test_hugging_face_example_watches_and_the_gate_stops_the_bad_run(tmp_path: Path, bad: bool) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "examples/finetune_hf_convnext.py"),
+                           "--out", str(tmp_path), *(["--bad"] if bad else [])],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert ("the gate stopped training at step" in done.stdout) is bad
+    assert "each logged once through the Trainer" in done.stdout
+    run = tmp_path / ("bad" if bad else "good")
+    assert list(run.rglob("*.filterwatch")) and list(run.rglob("filterwatch_history.jsonl"))
+
+
 def test_scan_spectral_adds_the_spectral_columns(checkpoints: dict[str, Path]) -> None:
     from tests.golden_helpers import _run
 

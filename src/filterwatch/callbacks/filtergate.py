@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from enum import Enum
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from ..errors import InputError
-from ..gate import GateConfig, Verdict, Violation, evaluate, load_rules, rules_from_mapping
+from ..gate import Violation, evaluate
+from ..gate.decision import GateMode, GateStoppingReason
+from ..integrations.training import GateSettings
 from ..layers import has_sharded_parameters
-from ..monitor import Monitor, Schedule
-from ..reference import Reference
 from ._common import current_layers, has_conv
 from .filterwatch import FilterWatch
 
 __all__ = ["FilterGate", "GateMode", "GateStoppingReason"]
 
-GateMode = Literal["stop", "warn"]
 
-
-class GateStoppingReason(Enum):
-    """Why the gate stopped the run (``NOT_STOPPED`` while it has not)."""
-
-    NOT_STOPPED = 0
-    RULES_FAILED = 1
-
-
-class FilterGate(Callback):
+class FilterGate(GateSettings, Callback):
     """Check the gate rules during training; stop the run (``mode="stop"``) or warn.
 
     Args:
@@ -53,40 +40,7 @@ class FilterGate(Callback):
         <GateStoppingReason.NOT_STOPPED: 0>
     """
 
-    def __init__(
-        self,
-        rules: GateConfig | Mapping[str, Any] | str | Path | None = None,
-        *,
-        mode: GateMode = "stop",
-        patience: int = 1,
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        reference: Reference | str | Path | None = None,
-    ) -> None:
-        if mode not in ("stop", "warn"):
-            raise InputError(f"`mode` expected 'stop' or 'warn', got {mode!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise InputError(f"`patience` expected a positive integer, got {patience!r}")
-        if every_n_steps is None and every_n_epochs is None:
-            every_n_epochs = 1
-        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=None)
-        if isinstance(rules, GateConfig):
-            self.config = rules
-        elif isinstance(rules, Mapping):
-            self.config = rules_from_mapping(rules, source="FilterGate(rules=...)")
-        else:
-            self.config = load_rules(rules)
-        self.mode: GateMode = mode
-        self.patience = patience
-        self.selection = self.config.select
-        self.monitor = Monitor(reference=reference, spectral=self.config.needs_spectral)
-        self.failures = 0
-        self.stopped_step: int | None = None
-        self.stopping_reason = GateStoppingReason.NOT_STOPPED
-        self.stopping_reason_message: str | None = None
-        self.last_verdict: Verdict | None = None
-        self._idle = False
-        self._sharded = False
+    def _init_framework(self) -> None:
         self._shared_with: FilterWatch | None = None
         self._state_key: str | None = None
 
@@ -98,36 +52,14 @@ class FilterGate(Callback):
         return self._state_key
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"failures": self.failures, "stopped_step": self.stopped_step,
-                 "stopping_reason": self.stopping_reason.value,
-                 "stopping_reason_message": self.stopping_reason_message,
-                 "schedule": self.schedule.state_dict()}
+        state = self._gate_state()
         if self._shared_with is None:  # a shared Monitor is stored once, by FilterWatch
             state["monitor"] = self.monitor.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.failures = int(state_dict.get("failures", 0))
-        self.stopped_step = state_dict.get("stopped_step")
-        self.stopping_reason = GateStoppingReason(state_dict.get("stopping_reason", 0))
-        self.stopping_reason_message = state_dict.get("stopping_reason_message")
+        self._load_gate_state(state_dict)
         self.monitor.load_state_dict(state_dict.get("monitor", {}))
-        self.schedule.load_state_dict(state_dict.get("schedule", {}))
-
-    # -- the decision (pure) ----------------------------------------------------------
-    def _evaluate_stopping_criteria(self, violations: list[Violation],
-                                    failures: int) -> tuple[bool, str | None]:
-        """``(should_stop, reason)`` from this check's violations and the failure streak."""
-        if not violations:
-            return False, None
-        head = "; ".join(v.message for v in violations[:3])
-        more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
-        if any(v.measure == "nonfinite" for v in violations):  # NaN/Inf never heal: no patience
-            return True, f"filter gate failed: {head}{more}"
-        if failures < self.patience:
-            return False, (f"gate failed {failures}/{self.patience} consecutive checks: "
-                           f"{head}{more}")
-        return True, f"filter gate failed {failures} consecutive check(s): {head}{more}"
 
     # -- hooks --------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -8,55 +8,26 @@ heatmaps and an alert panel.
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from ..errors import InputError
 from ..integrations.tensorboard import TensorBoardSink
-from ..layers import LayerSelection, check_selection, has_sharded_parameters
+from ..integrations.training import WatchSettings
+from ..layers import has_sharded_parameters
 from ..measure import KernelRead
-from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
-from ..reference import Reference
-from ..report import to_table
+from ..monitor import guarded, layer_changes, log_alerts
 from ._common import current_layers, has_conv
-
-# alerts are printed once, as one line: "filterwatch alert at step 40: features.5: sparse ..."
-ALERT_LOG = logging.getLogger("filterwatch.alerts")
 
 __all__ = ["FilterWatch"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _guarded(hook: F) -> F:
-    """Run a hook; on error warn once and disable the monitor, unless ``strict``."""
-
-    @functools.wraps(hook)
-    def run(self: FilterWatch, *args: Any, **kwargs: Any) -> Any:
-        if self.disabled:
-            return None
-        try:
-            return hook(self, *args, **kwargs)
-        except Exception as exc:
-            if self.strict:
-                raise
-            self.disabled = True
-            self.failure = f"{type(exc).__name__}: {exc}"
-            rank_zero_warn(f"FilterWatch disabled itself after an error in {hook.__name__}: "
-                           f"{self.failure}. Training continues; pass strict=True to fail instead.")
-            return None
-
-    return run  # type: ignore[return-value]
+_guarded = guarded(rank_zero_warn)
 
 
 def _log_dir(trainer: pl.Trainer) -> Path:
@@ -70,7 +41,7 @@ def _log_dir(trainer: pl.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
-class FilterWatch(MonitorViews, Callback):
+class FilterWatch(WatchSettings, Callback):
     """Monitor conv filters during training.
 
     Args:
@@ -108,43 +79,9 @@ class FilterWatch(MonitorViews, Callback):
         True
     """
 
-    def __init__(
-        self,
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        *,
-        max_overhead: float = 0.01,
-        orthogonality_every: int = 1,
-        select: LayerSelection | None = None,
-        reference: Reference | str | Path | None = None,
-        reference_device: str | torch.device | None = None,
-        alert_rules: AlertRules | None = None,
-        images_every: int = 10,
-        histograms: bool = True,
-        history_file: str | None = "filterwatch_history.jsonl",
-        keep_reports: int = 100,
-        strict: bool = False,
-        spectral: bool = False,
-        spectral_every: int = 1,
-    ) -> None:
-        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=max_overhead)
-        if isinstance(images_every, bool) or not isinstance(images_every, int) or images_every < 1:
-            raise InputError(f"`images_every` expected an integer >= 1, got {images_every!r}")
-        self.selection = check_selection(select)
-        self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
-                               alert_rules=alert_rules, reference_device=reference_device,
-                               keep_reports=keep_reports, spectral=spectral,
-                               spectral_every=spectral_every)
-        self.images_every = images_every
-        self.histograms = histograms
-        self.history_file = history_file
-        self.strict = strict
-        self.disabled = False
-        self.failure = ""
+    def _init_framework(self) -> None:
         self._sinks: dict[int, TensorBoardSink] = {}  # id of its TensorBoardLogger -> sink
         self._warned_no_logger = False
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        self._sharded = False
         self._resumed_at: int | None = None
         self._state_key: str | None = None
 
@@ -155,11 +92,6 @@ class FilterWatch(MonitorViews, Callback):
         if self._state_key is None:
             self._state_key = self._generate_state_key(**self.schedule.key(), **self.selection.as_dict())
         return self._state_key
-
-    @property
-    def overhead_s(self) -> float:
-        """Seconds the monitor has spent so far."""
-        return self.schedule.overhead_s
 
     def state_dict(self) -> dict[str, Any]:
         return {"monitor": self.monitor.state_dict(), **self.schedule.state_dict()}
@@ -278,28 +210,13 @@ class FilterWatch(MonitorViews, Callback):
                     del self._sinks[key]  # its logger gets the scalars through log_metrics again
                     rank_zero_warn(f"FilterWatch stopped writing TensorBoard extras: {exc}; "
                                    "scalars still go to the loggers.")
-            for alert in new_alerts:  # one plain line each (a warning would show our file path)
-                ALERT_LOG.warning("filterwatch alert at step %d: %s", step, alert.message)
+            log_alerts(new_alerts, step)
         self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every rank must snapshot at the same steps: rank zero decides
             self.schedule.next_step = int(trainer.strategy.broadcast(self.schedule.next_step, src=0))
 
     def _warn_on_surgery(self, layers: Sequence[Any]) -> None:
         """Warn (once per change) when layers appear, disappear or change shape mid-run."""
-        shapes = {layer.name: tuple(layer.shape) for layer in layers}
-        if self._shapes and shapes != self._shapes:
-            changed = sorted(n for n in shapes.keys() | self._shapes.keys()
-                             if shapes.get(n) != self._shapes.get(n))
-            rank_zero_warn(f"FilterWatch: layers changed during training ({', '.join(changed[:6])}); "
-                           "their drift and relative change are reported as undefined where the "
-                           "reference no longer fits, and their alerts restart from here.")
-        self._shapes = shapes
-
-    def summary(self) -> str:
-        """The last report as a table, and the alerts."""
-        if not self.history:
-            return "FilterWatch: no snapshot yet\n"
-        text = to_table(self.history[-1])
-        if self.alerts:
-            text += "alerts:\n" + "".join(f"  step {a.step}: {a.message}\n" for a in self.alerts)
-        return text
+        self._shapes, message = layer_changes(self._shapes, layers, "FilterWatch")
+        if message:
+            rank_zero_warn(message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import InputError
@@ -137,9 +137,17 @@ class LayerSelection:
 
 
 def check_selection(select: object, arg: str = "select") -> LayerSelection:
-    """``None`` -> the default selection; a LayerSelection as is; anything else is an error."""
+    """``None`` -> the default selection; a LayerSelection as is; a mapping of its arguments
+    (what :meth:`LayerSelection.as_dict` gives: how callbacks store it in JSON checkpoints);
+    anything else is an error."""
     if select is None:
         return LayerSelection()
+    if isinstance(select, Mapping):
+        try:
+            return LayerSelection(**select)
+        except TypeError as exc:
+            raise InputError(f"`{arg}` expected the arguments of LayerSelection, got {dict(select)!r}: "
+                             f"{exc}") from None
     if not isinstance(select, LayerSelection):
         raise InputError(
             f"`{arg}` expected a filterwatch.LayerSelection or None, got {type(select).__name__}; "

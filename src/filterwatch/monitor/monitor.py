@@ -22,7 +22,7 @@ from ..functional.sparsity import _check_eps
 from ..layers import ConvLayer, LayerSelection
 from ..measure import KernelRead, analyze_layers
 from ..reference import Matching, Reference, ReferencePlan
-from ..report import Report, history_table, summarize
+from ..report import Report, history_table, summarize, to_table
 from ..report.registry import select
 from .alerts import Alert, AlertRules, AlertTracker
 
@@ -256,3 +256,12 @@ class MonitorViews:
     def history_table(self, measure: str = "variance_entropy") -> str:
         """How ``measure`` evolved: one row per layer, one column per snapshot."""
         return history_table(self.history, measure)
+
+    def summary(self) -> str:
+        """The last report as a table, and the alerts."""
+        if not self.history:
+            return f"{type(self).__name__}: no snapshot yet\n"
+        text = to_table(self.history[-1])
+        if self.alerts:
+            text += "alerts:\n" + "".join(f"  step {a.step}: {a.message}\n" for a in self.alerts)
+        return text

@@ -1,0 +1,158 @@
+"""``FilterGateCallback``: FilterGate for the Hugging Face ``Trainer``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers.trainer_callback import ExportableState, TrainerCallback
+
+from ...errors import InputError
+from ...gate import Violation, evaluate
+from ...gate.decision import GateStoppingReason
+from ...layers import ConvLayer, discover_layers, has_sharded_parameters
+from ..training import GateSettings
+from . import _common as c
+from .watch import FilterWatchCallback
+
+__all__ = ["FilterGateCallback"]
+
+_LOG = logging.getLogger("filterwatch.gate")
+
+
+class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState):
+    """Check the gate rules while a ``transformers.Trainer`` trains; stop the run
+    (``control.should_training_stop``) or warn.
+
+    Arguments, decision and state as for the Lightning :class:`~filterwatch.FilterGate`:
+    ``patience`` consecutive failing checks stop the run (NaN/Inf at once), the reason is kept
+    in ``stopping_reason_message``. With a :class:`FilterWatchCallback` on the same Trainer
+    that measures every layer the gate checks, the two share one Monitor (one reference, one
+    analysis per step). Under DDP the main process decides and every process stops at the
+    same step. Errors inside the gate propagate: a gate is a check the user asked for.
+
+    Example:
+        >>> from filterwatch.integrations.huggingface import FilterGateCallback
+        >>> gate = FilterGateCallback({"max-sparsity": 0.5}, every_n_steps=10)
+        >>> gate.stopping_reason.name
+        'NOT_STOPPED'
+    """
+
+    def _init_framework(self) -> None:
+        self._handler: Any = None
+        self._shared_with: FilterWatchCallback | None = None
+        self._where: tuple[Any, Any] | None = None
+        self._resume: dict[str, Any] | None = None
+
+    # -- the Trainer's stateful-callback protocol ---------------------------------------
+    def state(self) -> dict[str, Any]:
+        resume = self._gate_state()
+        if self._shared_with is None and self._where is not None:  # a shared Monitor: stored once
+            folder = c.checkpoint_folder(*self._where)
+            if folder.is_dir():
+                path = folder / c.STATE_FILE.format(name="gate")
+                c.save_monitor(self.monitor, path)
+                resume["file"] = str(path.resolve())
+        return {"args": self.arguments, "attributes": {"_resume": resume}}
+
+    def _restore(self, state: Any) -> None:
+        resume = self._resume or c.saved_attributes(state, self)
+        if not resume:
+            return
+        self._load_gate_state(resume)
+        if "file" in resume:
+            try:
+                c.load_monitor(self.monitor, Path(resume["file"]))
+            except InputError as exc:
+                c.warn(f"FilterGateCallback: {exc}; the drift reference restarts from the resumed weights")
+
+    # -- hooks ----------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
+                       **kwargs: Any) -> None:
+        self._handler = c.callback_handler()
+        self._where = (args, state)
+        if model is None:
+            raise InputError("`model` expected the Trainer's model in on_train_begin, got None")
+        if state.global_step > 0:
+            self._restore(state)
+        self.schedule.begin(state.global_step)
+        if self.schedule.fresh(state.global_step):
+            self.schedule.skip(state.global_step)  # no check before training has done anything
+        layers = self._layers(model, self.selection)
+        if not any(not layer.unavailable for layer in layers):
+            c.warn("FilterGateCallback found no conv layers to check; it stays idle.")
+            self._idle = True
+            return
+        self._sharded = has_sharded_parameters(model)
+        self._share(model, layers)
+        if self._shared_with is None and (c.is_zero(state) or self._sharded):
+            self.monitor.ensure_reference(layers)
+        if c.broadcast(self.monitor.nonfinite_at_start):  # NaN/Inf at the start: check now
+            self._check(args, state, control, model, kwargs)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
+                    **kwargs: Any) -> None:
+        if self.schedule.due(state.global_step):
+            self._check(args, state, control, model, kwargs)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
+                     **kwargs: Any) -> None:
+        epoch = max(0, round(state.epoch or 0.0) - 1)
+        if self.schedule.due_epoch(epoch, state.global_step):
+            self._check(args, state, control, model, kwargs)
+
+    # -- internals ------------------------------------------------------------------------
+    @staticmethod
+    def _layers(model: nn.Module, select: Any) -> list[ConvLayer]:
+        return discover_layers(model, select=select)
+
+    def _share(self, model: nn.Module, layers: list[ConvLayer]) -> None:
+        """Use the Monitor of a FilterWatchCallback on the same Trainer when it measures every
+        layer the gate checks and the gate was given no reference of its own."""
+        callbacks = self._handler.callbacks if self._handler is not None else []
+        watch = next((cb for cb in callbacks if isinstance(cb, FilterWatchCallback)), None)
+        if watch is None or watch.disabled or self.monitor.user_reference:
+            return
+        if self.monitor.spectral and not (watch.monitor.spectral and watch.monitor.spectral_every == 1):
+            return
+        watched = {layer.name for layer in self._layers(model, watch.selection)}
+        if all(layer.name in watched for layer in layers):
+            self.monitor = watch.monitor
+            self._shared_with = watch
+
+    def _check(self, args: Any, state: Any, control: Any, model: nn.Module | None,
+               kwargs: dict[str, Any]) -> None:
+        step = int(state.global_step)
+        self.schedule.record(step, 0.0)
+        if self._idle or self.stopping_reason is not GateStoppingReason.NOT_STOPPED:
+            return
+        assert model is not None
+        violations: list[Violation] = []
+        if c.is_zero(state) or self._sharded:  # sharded: every process joins the gathers
+            owner = self._shared_with.selection if self._shared_with is not None else self.selection
+            report, _ = self.monitor.measure(self._layers(model, owner), step)
+            self.last_verdict = evaluate(report, self.config)
+            violations = self.last_verdict.violations
+        violations = c.broadcast(violations)  # the main process decides, for every process
+        self.failures = self.failures + 1 if violations else 0
+        should_stop, reason = self._evaluate_stopping_criteria(violations, self.failures)
+        if c.is_zero(state):
+            c.forward_logs(self._handler, args, state, control,
+                           {"filterwatch/gate_violations": float(len(violations))},
+                           (), model=model, **kwargs)
+        if reason and not should_stop and c.is_zero(state):
+            c.warn(f"FilterGateCallback: {reason}")
+        if not should_stop:
+            return
+        self.stopping_reason_message = reason
+        self.failures = 0
+        if self.mode == "stop":
+            control.should_training_stop = True
+            self.stopped_step = step
+            self.stopping_reason = GateStoppingReason.RULES_FAILED
+            if c.is_zero(state):  # a decision, not a malfunction: one line on its logger
+                _LOG.warning("FilterGateCallback stopped training at step %d: %s", step, reason)
+        elif c.is_zero(state):
+            c.warn(f"FilterGateCallback (mode='warn'): {reason}")

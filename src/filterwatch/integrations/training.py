@@ -1,0 +1,157 @@
+"""The arguments of the training callbacks, checked once, framework-free.
+
+FilterWatch and FilterGate exist for Lightning (:mod:`filterwatch.callbacks`) and for the
+Hugging Face Trainer (:mod:`filterwatch.integrations.huggingface`); the two frameworks only
+differ in their hooks, their loggers and how they stop a run. Each pair takes the same
+arguments and builds the same state from them here: the one Schedule, the Monitor, the
+layer selection, the gate's decision state, and the arguments again as JSON (the Trainer
+re-creates callbacks from them when it resumes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..gate import GateConfig, Verdict, Violation
+from ..gate.decision import (
+    GateMode,
+    GateStoppingReason,
+    check_gate_args,
+    gate_config,
+    stopping_decision,
+)
+from ..layers import LayerSelection, check_selection
+from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
+from ..reference import Reference
+
+__all__ = ["GateSettings", "WatchSettings"]
+
+
+def _as_json_path(value: object) -> str | None:
+    return str(value) if isinstance(value, str | Path) else None
+
+
+class WatchSettings(MonitorViews):
+    """What a FilterWatch callback is made of (see the Lightning
+    :class:`~filterwatch.FilterWatch` for the arguments); ``select`` and ``alert_rules``
+    may also be given as dicts (how a checkpoint stores them)."""
+
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        *,
+        max_overhead: float = 0.01,
+        orthogonality_every: int = 1,
+        select: LayerSelection | Mapping[str, Any] | None = None,
+        reference: Reference | str | Path | None = None,
+        reference_device: str | torch.device | None = None,
+        alert_rules: AlertRules | Mapping[str, float] | None = None,
+        images_every: int = 10,
+        histograms: bool = True,
+        history_file: str | None = "filterwatch_history.jsonl",
+        keep_reports: int = 100,
+        strict: bool = False,
+        spectral: bool = False,
+        spectral_every: int = 1,
+    ) -> None:
+        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=max_overhead)
+        if isinstance(images_every, bool) or not isinstance(images_every, int) or images_every < 1:
+            raise InputError(f"`images_every` expected an integer >= 1, got {images_every!r}")
+        self.selection = check_selection(select)
+        rules = AlertRules(**alert_rules) if isinstance(alert_rules, Mapping) else alert_rules
+        self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
+                               alert_rules=rules, reference_device=reference_device,
+                               keep_reports=keep_reports, spectral=spectral,
+                               spectral_every=spectral_every)
+        self.images_every, self.histograms = images_every, histograms
+        self.history_file = history_file
+        self.strict = strict
+        self.disabled = False
+        self.failure = ""
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._sharded = False
+        self.arguments: dict[str, Any] = {
+            "every_n_steps": every_n_steps, "every_n_epochs": every_n_epochs,
+            "max_overhead": max_overhead, "orthogonality_every": orthogonality_every,
+            "select": self.selection.as_dict(), "reference": _as_json_path(reference),
+            "reference_device": None if reference_device is None else str(reference_device),
+            "alert_rules": None if rules is None else dataclasses.asdict(rules),
+            "images_every": images_every, "histograms": histograms, "history_file": history_file,
+            "keep_reports": keep_reports, "strict": strict, "spectral": spectral,
+            "spectral_every": spectral_every,
+        }
+        self._init_framework()
+
+    def _init_framework(self) -> None:
+        """The framework's own state (a subclass hook; nothing here)."""
+
+    @property
+    def overhead_s(self) -> float:
+        """Seconds the monitor has spent so far."""
+        return self.schedule.overhead_s
+
+
+class GateSettings:
+    """What a FilterGate callback is made of (see the Lightning :class:`~filterwatch.FilterGate`
+    for the arguments), and its decision (pure: :meth:`_evaluate_stopping_criteria`)."""
+
+    def __init__(
+        self,
+        rules: GateConfig | Mapping[str, Any] | str | Path | None = None,
+        *,
+        mode: GateMode = "stop",
+        patience: int = 1,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        reference: Reference | str | Path | None = None,
+    ) -> None:
+        check_gate_args(mode, patience)
+        if every_n_steps is None and every_n_epochs is None:
+            every_n_epochs = 1
+        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=None)
+        self.config = gate_config(rules, type(self).__name__)
+        self.mode: GateMode = mode
+        self.patience = patience
+        self.selection = self.config.select
+        self.monitor = Monitor(reference=reference, spectral=self.config.needs_spectral)
+        self.failures = 0
+        self.stopped_step: int | None = None
+        self.stopping_reason = GateStoppingReason.NOT_STOPPED
+        self.stopping_reason_message: str | None = None
+        self.last_verdict: Verdict | None = None
+        self._idle = False
+        self._sharded = False
+        self.arguments: dict[str, Any] = {
+            "rules": _as_json_path(rules) or (dict(rules) if isinstance(rules, Mapping) else None),
+            "mode": mode, "patience": patience, "every_n_steps": every_n_steps,
+            "every_n_epochs": every_n_epochs, "reference": _as_json_path(reference),
+        }
+        self._init_framework()
+
+    def _init_framework(self) -> None:
+        """The framework's own state (a subclass hook; nothing here)."""
+
+    def _evaluate_stopping_criteria(self, violations: list[Violation],
+                                    failures: int) -> tuple[bool, str | None]:
+        """``(should_stop, reason)`` from this check's violations and the failure streak."""
+        return stopping_decision(violations, failures, self.patience)
+
+    def _gate_state(self) -> dict[str, Any]:
+        return {"failures": self.failures, "stopped_step": self.stopped_step,
+                "stopping_reason": self.stopping_reason.value,
+                "stopping_reason_message": self.stopping_reason_message,
+                "schedule": self.schedule.state_dict()}
+
+    def _load_gate_state(self, state: Mapping[str, Any]) -> None:
+        self.failures = int(state.get("failures", 0))
+        self.stopped_step = state.get("stopped_step")
+        self.stopping_reason = GateStoppingReason(state.get("stopping_reason", 0))
+        self.stopping_reason_message = state.get("stopping_reason_message")
+        self.schedule.load_state_dict(state.get("schedule", {}))

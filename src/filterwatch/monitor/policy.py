@@ -1,0 +1,73 @@
+"""What every training integration does the same way (Lightning, the Hugging Face Trainer,
+``watch``): its failure policy, how alerts are printed, and how model surgery is explained."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from ..layers import ConvLayer
+from .alerts import Alert
+
+__all__ = ["ALERT_LOG", "Guarded", "guarded", "layer_changes", "log_alerts"]
+
+# alerts are printed once, as one line: "filterwatch alert at step 40: features.5: sparse ..."
+ALERT_LOG = logging.getLogger("filterwatch.alerts")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Guarded(Protocol):
+    """An integration whose hooks follow the failure policy of :func:`guarded`."""
+
+    disabled: bool
+    failure: str
+    strict: bool
+
+
+def guarded(warn: Callable[[str], None]) -> Callable[[F], F]:
+    """Decorate a hook so that an error in it warns once (through ``warn``) and disables the
+    monitor: a monitoring failure never kills a training run, unless the integration was
+    made ``strict``. A disabled integration's hooks do nothing."""
+
+    def decorate(hook: F) -> F:
+        @functools.wraps(hook)
+        def run(self: Guarded, *args: Any, **kwargs: Any) -> Any:
+            if self.disabled:
+                return None
+            try:
+                return hook(self, *args, **kwargs)
+            except Exception as exc:
+                if self.strict:
+                    raise
+                self.disabled = True
+                self.failure = f"{type(exc).__name__}: {exc}"
+                warn(f"{type(self).__name__} disabled itself after an error in {hook.__name__}: "
+                     f"{self.failure}. Training continues; pass strict=True to fail instead.")
+                return None
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def log_alerts(alerts: Sequence[Alert], step: int) -> None:
+    """One plain line per alert on the ``filterwatch.alerts`` logger (a warning would show
+    our file path)."""
+    for alert in alerts:
+        ALERT_LOG.warning("filterwatch alert at step %d: %s", step, alert.message)
+
+
+def layer_changes(before: dict[str, tuple[int, ...]], layers: Sequence[ConvLayer],
+                  who: str) -> tuple[dict[str, tuple[int, ...]], str]:
+    """The layers' shapes now, and a message when layers appeared, disappeared or changed
+    shape since ``before`` ("" otherwise, and on the first call)."""
+    shapes = {layer.name: tuple(layer.shape) for layer in layers}
+    if not before or shapes == before:
+        return shapes, ""
+    changed = sorted(n for n in shapes.keys() | before.keys() if shapes.get(n) != before.get(n))
+    return shapes, (f"{who}: layers changed during training ({', '.join(changed[:6])}); their "
+                    "drift and relative change are reported as undefined where the reference no "
+                    "longer fits, and their alerts restart from here.")

@@ -1,0 +1,205 @@
+"""FilterWatchCallback and FilterGateCallback with a real Hugging Face Trainer on CPU."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from filterwatch import analyze
+from filterwatch.integrations.huggingface import (
+    FilterGateCallback,
+    FilterWatchCallback,
+    GateStoppingReason,
+)
+from tests.hf_helpers import DWCONV, Sabotage, tiny_convnext, trainer
+
+pytestmark = pytest.mark.slow
+
+
+def _tb_dir(tr: object) -> Path:
+    from transformers.integrations import TensorBoardCallback
+
+    tb = next(cb for cb in tr.callback_handler.callbacks if isinstance(cb, TensorBoardCallback))  # type: ignore[attr-defined]
+    return Path(tb.logging_dir)
+
+
+def _events(folder: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    acc.Reload()
+    return acc
+
+
+def _watch_entries(log_history: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+    return [e for e in log_history if any(k.startswith("filterwatch/") for k in e)
+            and "filterwatch/gate_violations" not in e]
+
+
+def test_scalars_reach_the_trainer_log_path_and_equal_analyze(tmp_path: Path) -> None:
+    cb = FilterWatchCallback(every_n_steps=2, images_every=1)
+    tr = trainer(tmp_path, [cb])
+    tr.train()
+    assert [r.step for r in cb.history] == [0, 2, 4, 6]
+    entries = _watch_entries(tr.state.log_history)
+    assert [e["step"] for e in entries] == [0, 2, 4, 6]  # once each: the final one is step 6's
+    final = analyze(tr.model, reference=cb.reference)
+    assert [layer.name for layer in final.layers] == [layer.name for layer in cb.history[-1].layers]
+    for layer in final.layers:
+        for measure in ("sparsity", "variance_entropy", "orthogonality", "drift", "relative_change"):
+            want = layer.value(measure)
+            if want is not None:
+                got = entries[-1][f"filterwatch/{layer.name}/{measure}"]
+                assert got == pytest.approx(want, rel=1e-6, abs=1e-7), (layer.name, measure)
+    assert entries[0][f"filterwatch/{DWCONV}/relative_change"] == pytest.approx(0.0)
+    # TensorBoard: the Trainer's run directory holds its own scalars and ours, once each
+    acc = _events(_tb_dir(tr))
+    tags = acc.Tags()
+    assert "train/loss" in tags["scalars"]
+    tag = f"filterwatch/{DWCONV}/variance_entropy"
+    assert [e.step for e in acc.Scalars(tag)] == [0, 2, 4, 6]
+    assert not any(t.startswith("train/filterwatch") for t in tags["scalars"])  # not twice
+    assert f"filterwatch/{DWCONV}/weights" in tags["histograms"]
+    assert f"filterwatch_filters/{DWCONV}" in tags["images"]
+    counts = Counter((t, e.step) for t in tags["scalars"] if t.startswith("filterwatch")
+                     for e in acc.Scalars(t))
+    assert max(counts.values()) == 1
+    history = (_tb_dir(tr) / "filterwatch_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == [0, 2, 4, 6]
+
+
+def test_other_reporting_callbacks_get_the_scalars_but_not_the_console(tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self) -> None:
+            self.logs: list[dict] = []  # type: ignore[type-arg]
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+            self.logs.append(dict(logs))
+
+    recorder = Recorder()
+    tr = trainer(tmp_path, [FilterWatchCallback(every_n_steps=3), recorder], report_to=[],
+                 disable_tqdm=False)
+    tr.train()
+    ours = [e for e in recorder.logs if f"filterwatch/{DWCONV}/sparsity" in e]
+    assert len(ours) == 3  # steps 0, 3, 6: an integration such as W&B or MLflow sees these
+
+
+def test_resume_keeps_the_reference_and_the_history(tmp_path: Path) -> None:
+    first = FilterWatchCallback(every_n_steps=2)
+    trainer(tmp_path, [first], save_strategy="steps", save_steps=3).train()
+    start = {k: v.clone() for k, v in first.reference.snapshot.items()}  # type: ignore[union-attr]
+    assert (tmp_path / "checkpoint-3" / "filterwatch_watch.safetensors").is_file()
+
+    second = FilterWatchCallback(every_n_steps=2)
+    tr = trainer(tmp_path, [second], model=tiny_convnext(seed=1), save_strategy="steps", save_steps=3)
+    tr.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    # the reference is the first run's fit-start weights, not the resumed (or re-initialised) ones
+    for name, weights in start.items():
+        assert torch.equal(second.reference.snapshot[name], weights)  # type: ignore[union-attr]
+    steps = [r.step for r in second.history]
+    assert steps == [0, 2, 3, 4, 6] and len(set(steps)) == len(steps)
+    lines = (_tb_dir(tr) / "filterwatch_history.jsonl").read_text().splitlines()
+    logged = [json.loads(line)["step"] for line in lines]  # the run directory may be the first's
+    assert logged[-3:] == [3, 4, 6] and logged == sorted(set(logged))
+
+
+def test_resume_with_callbacks_recreated_by_the_trainer(tmp_path: Path) -> None:
+    trainer(tmp_path, [FilterWatchCallback(every_n_steps=2, select={"include": ["*dwconv"]})],
+            save_strategy="steps", save_steps=3).train()
+    tr = trainer(tmp_path, [FilterWatchCallback()], save_strategy="steps", save_steps=3,
+                 restore_callback_states_from_checkpoint=True)
+    tr.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    (cb,) = [c for c in tr.callback_handler.callbacks if isinstance(c, FilterWatchCallback)]
+    assert cb.schedule.every_n_steps == 2  # the saved arguments, not the new instance's
+    assert [r.step for r in cb.history] == [0, 2, 3, 4, 6]
+    assert all(layer.name.endswith("dwconv") for layer in cb.history[-1].layers)
+
+
+def test_a_corrupt_state_file_warns_and_the_run_goes_on(tmp_path: Path) -> None:
+    trainer(tmp_path, [FilterWatchCallback(every_n_steps=2)], save_strategy="steps",
+            save_steps=3).train()
+    (tmp_path / "checkpoint-3" / "filterwatch_watch.safetensors").write_bytes(b"not safetensors")
+    cb = FilterWatchCallback(every_n_steps=2)
+    with pytest.warns(UserWarning, match="could not restore the filterwatch state"):
+        trainer(tmp_path, [cb]).train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    assert [r.step for r in cb.history] == [3, 4, 6]  # a new reference from the resumed weights
+
+
+@pytest.mark.parametrize("value, rules, patience", [(0.0, {"max-dead-channels": 0}, 1),
+                                                    (float("nan"), {}, 5)])
+def test_gate_stops_a_run_whose_layer_dies_or_goes_nan(tmp_path: Path, value: float,
+                                                       rules: dict, patience: int) -> None:  # type: ignore[type-arg]
+    watch = FilterWatchCallback(every_n_steps=1)
+    gate = FilterGateCallback(rules, every_n_steps=1, patience=patience)
+    tr = trainer(tmp_path, [Sabotage(3, value), watch, gate], max_steps=20)
+    tr.train()
+    assert tr.state.global_step == 3 and gate.stopped_step == 3
+    assert gate.stopping_reason is GateStoppingReason.RULES_FAILED
+    message = gate.stopping_reason_message or ""
+    assert ("dead_channels" if value == 0 else "nonfinite") in message
+    assert gate.monitor is watch.monitor  # one Monitor, one analysis per step
+    assert [r.step for r in watch.history] == [0, 1, 2, 3]
+
+
+def test_gate_alone_with_patience_and_warn_mode(tmp_path: Path) -> None:
+    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1, patience=2)
+    tr = trainer(tmp_path, [Sabotage(2, persist=True), gate], max_steps=10, report_to=[])
+    with pytest.warns(UserWarning, match="gate failed 1/2 consecutive checks"):
+        tr.train()
+    assert gate.stopped_step == 3 and tr.state.global_step == 3  # two failing checks in a row
+    warn = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1, mode="warn")
+    with pytest.warns(UserWarning, match="mode='warn'"):
+        trainer(tmp_path / "w", [Sabotage(2), warn], max_steps=5, report_to=[]).train()
+    assert warn.stopped_step is None and warn.stopping_reason is GateStoppingReason.NOT_STOPPED
+
+
+def test_a_failing_monitor_never_stops_training(tmp_path: Path) -> None:
+    cb = FilterWatchCallback(every_n_steps=1)
+    tr = trainer(tmp_path, [cb], report_to=[])
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    cb.monitor.measure = broken  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="disabled itself after an error in on_train_begin: RuntimeError"):
+        tr.train()
+    assert tr.state.global_step == 6 and cb.disabled
+
+
+def test_a_model_without_conv_layers_is_explained_and_trains(tmp_path: Path) -> None:
+    class Mlp(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 2))
+
+        def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            logits = self.body(pixel_values)
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    watch, gate = FilterWatchCallback(), FilterGateCallback(every_n_steps=1)
+    with pytest.warns(UserWarning, match="no conv layers"):
+        tr = trainer(tmp_path, [watch, gate], model=Mlp(), report_to=[])
+        tr.train()
+    assert tr.state.global_step == 6 and watch.disabled and watch.history == []
+
+
+def test_arguments_are_checked_and_stored_as_json() -> None:
+    from filterwatch import InputError
+
+    with pytest.raises(InputError, match="images_every"):
+        FilterWatchCallback(images_every=0)
+    with pytest.raises(InputError, match="patience"):
+        FilterGateCallback(patience=0)
+    with pytest.raises(InputError, match="select"):
+        FilterWatchCallback(select={"bogus": 1})
+    state = FilterWatchCallback(every_n_epochs=2, alert_rules={"collapse_ratio": 0.3}).state()
+    assert json.loads(json.dumps(state))["args"]["alert_rules"]["collapse_ratio"] == 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FilterWatchCallback(**state["args"])  # the Trainer re-creates callbacks from these
