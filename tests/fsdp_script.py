@@ -90,6 +90,7 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
             opt.zero_grad()
             net(torch.randn(2, 3, 10, 10)).sum().backward()
             opt.step()
+    hf_history = _hugging_face_callback(net, rank, Path(out))
     # FSDP1 (flat parameters, what Lightning's FSDPStrategy uses): summoned for the snapshot
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
@@ -100,10 +101,32 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
     fsdp1_report = analyze(fsdp1)
     result = {"analyze": report.to_dict(), "fsdp1": fsdp1_report.to_dict(),
               "fsdp1_param_ndims": sorted({len(s) for s in flat_shapes}), "metric": merged.to_dict(),
-              "watch": w.history[-1].to_dict(), "sharded_local_rows": local["2.weight"].shape[0],
+              "watch": w.history[-1].to_dict(), "hf": hf_history, "sharded_local_rows": local["2.weight"].shape[0],
               "max_full_layers_alive": analyze_peak, "gathers_with_reference": gathers_with_reference}
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
+
+
+def _hugging_face_callback(net: nn.Module, rank: int, out: Path) -> dict:  # type: ignore[type-arg]
+    """The Hugging Face FilterWatchCallback's hooks on the sharded model, as the Trainer calls
+    them on every process (without a Trainer: the hooks, a TrainerState and a TrainerControl):
+    every process joins the gathers (so each measures), the main one alone logs."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from filterwatch.integrations.huggingface import FilterWatchCallback
+
+    cb = FilterWatchCallback(every_n_steps=1, history_file=None)
+    args = SimpleNamespace(output_dir=str(out / "hf"))
+    state, control = TrainerState(is_world_process_zero=rank == 0), TrainerControl()
+    cb.on_train_begin(args, state, control, model=net)
+    state.global_step = 1
+    cb.on_step_end(args, state, control, model=net)
+    cb.on_train_end(args, state, control, model=net)
+    assert not cb.disabled, cb.failure
+    return {"history": [r.to_dict() for r in cb.history],
+            "logged": [e["step"] for e in state.log_history]}
 
 
 if __name__ == "__main__":

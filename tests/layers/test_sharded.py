@@ -43,3 +43,10 @@ def test_sharded_results_equal_unsharded(tmp_path: Path) -> None:
                         continue
                     assert layer[m] == pytest.approx(ref.value(m), rel=1e-6, abs=1e-7), (
                         rank, source, layer["name"], m)
+        # the Hugging Face callback: every rank joined the gathers, the main one alone logged
+        assert [r["step"] for r in got["hf"]["history"]] == [0, 1]
+        assert got["hf"]["logged"] == ([0, 1] if rank == 0 else [])
+        for layer in got["hf"]["history"][-1]["layers"]:
+            for m in MEASURES:
+                want_m = want.layer(layer["name"]).value(m)
+                assert layer[m] == pytest.approx(want_m, rel=1e-6, abs=1e-7), ("hf", layer["name"], m)
