@@ -101,7 +101,8 @@ def _worker(rank: int, world: int, out: str, port: str) -> None:
     fsdp1_report = analyze(fsdp1)
     result = {"analyze": report.to_dict(), "fsdp1": fsdp1_report.to_dict(),
               "fsdp1_param_ndims": sorted({len(s) for s in flat_shapes}), "metric": merged.to_dict(),
-              "watch": w.history[-1].to_dict(), "hf": hf_history, "sharded_local_rows": local["2.weight"].shape[0],
+              "watch": w.history[-1].to_dict(), "hf": hf_history,
+              "sharded_local_rows": local["2.weight"].shape[0],
               "max_full_layers_alive": analyze_peak, "gathers_with_reference": gathers_with_reference}
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
