@@ -1,4 +1,5 @@
-"""Take the README's screenshots: TensorBoard dashboards of the digits demo and the HTML report.
+"""Take the README's screenshots: TensorBoard dashboards of the digits demo and of the Hugging
+Face example, and the HTML report.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``). Run from the repository root:
 
@@ -29,6 +30,11 @@ SHOTS = {  # file -> (TensorBoard page, window height)
     "tb_heatmaps.png": ("#images&tagFilter=heatmap&_smoothingWeight=0", 1700),
     "tb_filters.png": ("#images&tagFilter=filterwatch_(filters|pc1)", 1400),
     "tb_alerts.png": ("#text", 900),
+}
+HF_RUNS = RUNS / "hf_convnext"
+HF_SHOTS = {  # the Hugging Face example: the Trainer's scalars and ours in one run directory
+    "tb_hf_scalars.png": ("#scalars&tagFilter=train%2Floss%7Cfilterwatch_model%2F(variance_entropy"
+                          "%7Cdrift_ratio%7Crelative_change)%24&_smoothingWeight=0", 1100),
 }
 
 
@@ -69,8 +75,17 @@ def main() -> None:
                     "--reference", str(ref), "--format", "html", "-o", str(page), "-q"], cwd=ROOT)
     _shoot(page.as_uri(), DOCS / "html_report.png", 2300, 1300)
 
+    _board(RUNS, SHOTS)
+    if not HF_RUNS.is_dir():
+        _run(PY, "examples/finetune_hf_convnext.py")
+        _run(PY, "examples/finetune_hf_convnext.py", "--bad")
+    _board(HF_RUNS, HF_SHOTS)
+
+
+def _board(logdir: Path, shots: dict[str, tuple[str, int]]) -> None:
+    """Start TensorBoard on ``logdir`` and take ``shots``."""
     port = _free_port()
-    board = subprocess.Popen([str(Path(PY).with_name("tensorboard")), "--logdir", str(RUNS),
+    board = subprocess.Popen([str(Path(PY).with_name("tensorboard")), "--logdir", str(logdir),
                               "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
@@ -80,7 +95,7 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(1)
-        for name, (fragment, height) in SHOTS.items():
+        for name, (fragment, height) in shots.items():
             _shoot(f"http://localhost:{port}/{fragment}", DOCS / name, height)
     finally:
         board.terminate()
