@@ -125,3 +125,28 @@ def test_html_report_is_self_contained(checkpoints: dict[str, Path], tmp_path: P
     assert "Outside the healthy ranges" in page
     if command == "check":
         assert "PASSED" in page or "FAILED" in page
+
+
+@pytest.mark.parametrize("affordable", [True, False])
+def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: bool) -> None:
+    """The costliest extra (matplotlib heatmaps) asks the schedule first; a skip says so once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from filterwatch.integrations.tensorboard import TensorBoardSink
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3))
+    asked: list[float] = []
+    writer = SummaryWriter(str(tmp_path))
+    sink = TensorBoardSink(writer, images_every=1, affords=lambda s: asked.append(s) or affordable)
+    history = [analyze(net) for _ in range(4)]
+    for i, report in enumerate(history):
+        report.step = i
+        sink.write(report, history[: i + 1], [], None, scalars={}, final=i == 3)
+    writer.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
+    assert len(asked) == 2  # from the third snapshot on
+    assert bool(heatmaps) is affordable and sink.heatmaps_skipped == (0 if affordable else 2)
+    assert ("filterwatch/notes/text_summary" in acc.Tags()["tensors"]) is not affordable

@@ -82,3 +82,13 @@ def test_state_round_trip_keeps_the_next_step() -> None:
 def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(InputError, match=match):
         Schedule(**kwargs)  # type: ignore[arg-type]
+
+
+def test_affords_an_extra_only_within_the_adaptive_budget() -> None:
+    clock = FakeClock()
+    s = Schedule(max_overhead=0.01, clock=clock)
+    s.begin(0)
+    s.record(0, 0.02)   # the start snapshot: 20 ms
+    clock.t += 10.0     # 10 s of training: a budget of 100 ms, 80 ms of it left
+    assert s.affords(0.07) and not s.affords(0.1)
+    assert Schedule(every_n_steps=5).affords(100.0)  # a fixed interval: the user chose the cost

@@ -119,7 +119,8 @@ class FilterWatch(WatchSettings, Callback):
             tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
             self._sinks = {id(lg): TensorBoardSink(lg.experiment, scalars=True,
                                                    images_every=self.images_every,
-                                                   histograms=self.histograms)
+                                                   histograms=self.histograms,
+                                                   affords=self.schedule.affords)
                            for lg in tensorboards}
             if self._resumed_at is not None:  # drop what a crashed run logged after the checkpoint
                 for sink in self._sinks.values():

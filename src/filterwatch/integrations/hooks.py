@@ -218,7 +218,8 @@ def watch(
     chosen = {layer.name for layer in everything if selection.accepts(layer.name, layer.kernel_size)}
     monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
                       alert_rules=alert_rules, spectral=spectral, spectral_every=spectral_every)
-    sink = None if writer is None else TensorBoardSink(writer, images_every=images_every)
+    sink = None if writer is None else TensorBoardSink(writer, images_every=images_every,
+                                                       affords=schedule.affords)
     watcher = Watcher(monitor, schedule, sink, {layer.name: layer.depth for layer in everything},
                       strict)
     if not chosen:  # as the callback does: say so, and stay idle

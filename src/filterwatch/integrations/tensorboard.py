@@ -28,7 +28,8 @@ from .figures import filter_grid, heatmap_figure, pc1_image, png_bytes
 __all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "layout_charts"]
 
 HEATMAP_MEASURES = tuple(m.key for m in select(heatmap=True))
-_HEATMAP_MIN = 3  # snapshots before a heatmap (matplotlib, ~50 ms each) says more than the scalars
+_HEATMAP_MIN = 3  # snapshots before a heatmap (matplotlib, ~40 ms each) says more than the scalars
+_HEATMAP_GUESS_S = 0.04  # seconds per heatmap before one was timed
 
 
 class _Histogram(NamedTuple):
@@ -79,11 +80,15 @@ class TensorBoardSink:
     each kernel: pass :meth:`collector` as the snapshot's ``on_kernel``, then :meth:`write`.
     They are computed on the kernel's device and only a few numbers reach the host; the sink
     never reads a kernel itself.
+
+    ``affords(seconds)`` (the schedule's :meth:`~filterwatch.monitor.Schedule.affords`) decides
+    whether the heatmaps, by far the costliest extra (matplotlib), fit the overhead budget
+    now; without it they are drawn whenever due.
     """
 
     def __init__(self, writer: Any, *, scalars: bool = True, images_every: int = 10,
                  histograms: bool = True, max_image_layers: int | None = None,
-                 filter_images: bool = True) -> None:
+                 filter_images: bool = True, affords: Callable[[float], bool] | None = None) -> None:
         self.writer = writer
         self.filter_images = filter_images
         self.write_scalars = scalars
@@ -94,6 +99,9 @@ class TensorBoardSink:
         self._count = 0
         self._pending: dict[str, _Extras] = {}
         self._alerts_seen = False
+        self.affords = affords
+        self.heatmap_s = _HEATMAP_GUESS_S * len(HEATMAP_MEASURES)  # the last drawing's cost
+        self.heatmaps_skipped = 0
 
     def purge_after(self, step: int) -> None:
         """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
@@ -152,7 +160,7 @@ class TensorBoardSink:
             values += self._layer_extras(name, extras, reference, report)
         self._pending = {}
         if self._images_due(final) and len(history) >= _HEATMAP_MIN:  # a trend needs columns
-            values += self._heatmaps(history)
+            values += self._budgeted_heatmaps(history, step)
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
         if new_alerts:
@@ -179,6 +187,22 @@ class TensorBoardSink:
                 values.append(_image_value(f"filterwatch_pc1/{name}", image))
         if extras.grid is not None:
             values.append(_image_value(f"filterwatch_filters/{name}", extras.grid))
+        return values
+
+    def _budgeted_heatmaps(self, history: Sequence[Report], step: int) -> list[Any]:
+        """The heatmaps if the budget affords their last cost; otherwise a note, once."""
+        if self.affords is not None and not self.affords(self.heatmap_s):
+            if not self.heatmaps_skipped:
+                self.writer.add_text(
+                    "filterwatch/notes", f"heatmaps skipped at step {step}: drawing them "
+                    f"(~{self.heatmap_s * 1000:.0f} ms) would exceed the overhead budget of this "
+                    "short run; give every_n_steps (or a larger max_overhead) to always have them",
+                    step)
+            self.heatmaps_skipped += 1
+            return []
+        start = time.perf_counter()
+        values = self._heatmaps(history)
+        self.heatmap_s = time.perf_counter() - start
         return values
 
     @staticmethod

@@ -112,6 +112,21 @@ class Schedule:
         self.last_step = step
         self.next_step = self._next(step, 0.0)
 
+    def affords(self, cost_s: float) -> bool:
+        """Whether spending ``cost_s`` more seconds now keeps the adaptive mode within
+        ``max_overhead`` of the training time so far (always True with a fixed interval: the
+        user chose the cost). For optional extras, such as heatmaps, decided on the spot.
+
+        Example:
+            >>> Schedule(every_n_steps=5).affords(10.0)
+            True
+        """
+        if not self.adaptive or self._origin is None or self.max_overhead is None:
+            return True
+        t0, overhead0, _ = self._origin
+        training = max(self._clock() - t0 - (self.overhead_s - overhead0), 1e-9)
+        return self.overhead_s - overhead0 + cost_s <= self.max_overhead * training
+
     def _next(self, step: int, spent_s: float) -> int:
         if self.every_n_steps is not None:
             return (step // self.every_n_steps + 1) * self.every_n_steps

@@ -164,7 +164,7 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             folder = Path(tb.logging_dir)
             self._writer = SummaryWriter(log_dir=str(folder), filename_suffix=".filterwatch")
             self._sink = TensorBoardSink(self._writer, scalars=True, images_every=self.images_every,
-                                         histograms=self.histograms)
+                                         histograms=self.histograms, affords=self.schedule.affords)
             if resumed_at is not None:  # drop what a crashed run wrote after the checkpoint
                 self._sink.purge_after(resumed_at)
         if self.history_file:
