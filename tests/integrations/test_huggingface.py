@@ -22,11 +22,9 @@ from tests.hf_helpers import DWCONV, Sabotage, tiny_convnext, trainer
 pytestmark = pytest.mark.slow
 
 
-def _tb_dir(tr: object) -> Path:
-    from transformers.integrations import TensorBoardCallback
-
-    tb = next(cb for cb in tr.callback_handler.callbacks if isinstance(cb, TensorBoardCallback))  # type: ignore[attr-defined]
-    return Path(tb.logging_dir)
+def _tb_dir(cb: FilterWatchCallback) -> Path:
+    assert cb.log_dir is not None
+    return cb.log_dir
 
 
 def _events(folder: Path) -> EventAccumulator:
@@ -57,7 +55,7 @@ def test_scalars_reach_the_trainer_log_path_and_equal_analyze(tmp_path: Path) ->
                 assert got == pytest.approx(want, rel=1e-6, abs=1e-7), (layer.name, measure)
     assert entries[0][f"filterwatch/{DWCONV}/relative_change"] == pytest.approx(0.0)
     # TensorBoard: the Trainer's run directory holds its own scalars and ours, once each
-    acc = _events(_tb_dir(tr))
+    acc = _events(_tb_dir(cb))
     tags = acc.Tags()
     assert "train/loss" in tags["scalars"]
     tag = f"filterwatch/{DWCONV}/variance_entropy"
@@ -68,7 +66,7 @@ def test_scalars_reach_the_trainer_log_path_and_equal_analyze(tmp_path: Path) ->
     counts = Counter((t, e.step) for t in tags["scalars"] if t.startswith("filterwatch")
                      for e in acc.Scalars(t))
     assert max(counts.values()) == 1
-    history = (_tb_dir(tr) / "filterwatch_history.jsonl").read_text().splitlines()
+    history = (_tb_dir(cb) / "filterwatch_history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in history] == [0, 2, 4, 6]
 
 
@@ -104,7 +102,7 @@ def test_resume_keeps_the_reference_and_the_history(tmp_path: Path) -> None:
         assert torch.equal(second.reference.snapshot[name], weights)  # type: ignore[union-attr]
     steps = [r.step for r in second.history]
     assert steps == [0, 2, 3, 4, 6] and len(set(steps)) == len(steps)
-    lines = (_tb_dir(tr) / "filterwatch_history.jsonl").read_text().splitlines()
+    lines = (_tb_dir(second) / "filterwatch_history.jsonl").read_text().splitlines()
     logged = [json.loads(line)["step"] for line in lines]  # the run directory may be the first's
     assert logged[-3:] == [3, 4, 6] and logged == sorted(set(logged))
 
@@ -203,3 +201,21 @@ def test_arguments_are_checked_and_stored_as_json() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FilterWatchCallback(**state["args"])  # the Trainer re-creates callbacks from these
+
+
+def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
+    watch = FilterWatchCallback(every_n_epochs=1)
+    gate = FilterGateCallback({"max-dead-channels": 0})  # default: at the end of every epoch
+    checks: list[int] = []
+    original = gate._check
+
+    def counting(args, state, control, model, kwargs):  # type: ignore[no-untyped-def]
+        checks.append(state.global_step)
+        original(args, state, control, model, kwargs)
+
+    gate._check = counting  # type: ignore[method-assign]
+    tr = trainer(tmp_path, [watch, gate], max_steps=-1, num_train_epochs=2, report_to=[])
+    tr.train()
+    assert tr.state.global_step == 12  # 96 samples, batches of 16: 6 steps per epoch
+    assert [r.step for r in watch.history] == [0, 6, 12]  # start, each epoch's end (the last)
+    assert checks == [6, 12] and gate.stopped_step is None

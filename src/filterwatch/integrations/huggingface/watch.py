@@ -61,6 +61,7 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
         self._sink: TensorBoardSink | None = None
         self._where: tuple[Any, Any] | None = None  # (args, state) of the run, for state()
         self._resume: dict[str, Any] | None = None  # set by the Trainer when it re-creates us
+        self.log_dir: Path | None = None  # where the extras and the history file went
 
     # -- the Trainer's stateful-callback protocol ---------------------------------------
     def state(self) -> dict[str, Any]:
@@ -157,11 +158,11 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             c.warn("FilterWatchCallback could not reach the Trainer's other callbacks; its "
                    "scalars go to state.log_history and its history file only.")
         tb = next((cb for cb in callbacks if isinstance(cb, TensorBoardCallback)), None)
-        folder = Path(args.output_dir)
-        if tb is not None and tb.logging_dir:
+        tb_dir = _tensorboard_dir(tb)
+        folder = self.log_dir = Path(args.output_dir) if tb_dir is None else tb_dir
+        if tb_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            folder = Path(tb.logging_dir)
             self._writer = SummaryWriter(log_dir=str(folder), filename_suffix=".filterwatch")
             self._sink = TensorBoardSink(self._writer, scalars=True, images_every=self.images_every,
                                          histograms=self.histograms, affords=self.schedule.affords)
@@ -209,3 +210,12 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
         if self._sharded:  # every process must snapshot at the same steps: the main one decides
             self.schedule.next_step = int(c.broadcast(self.schedule.next_step))
 
+
+def _tensorboard_dir(tb: TensorBoardCallback | None) -> Path | None:
+    """The run directory of the Trainer's TensorBoard callback (set up by its own
+    ``on_train_begin``, which runs before any user callback's): its writer's ``log_dir``,
+    else its ``logging_dir`` (transformers 5 keeps both; 4.x only the writer)."""
+    if tb is None:
+        return None
+    folder = getattr(getattr(tb, "tb_writer", None), "log_dir", None) or getattr(tb, "logging_dir", None)
+    return Path(folder) if folder else None
