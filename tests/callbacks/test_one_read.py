@@ -46,6 +46,23 @@ def test_each_kernel_is_read_once_per_snapshot_with_tensorboard_and_a_gate(
     assert "monitor" not in gate.state_dict()  # the shared Monitor is stored once
 
 
+def test_gate_listed_first_leaves_the_snapshots_to_the_watch(tmp_path: Path) -> None:
+    """Whatever the order of the callbacks: the watch logs each of its snapshots once, with
+    its TensorBoard extras, from the one analysis of that step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    watch = FilterWatch(every_n_steps=2, images_every=1)
+    gate = FilterGate({"max-sparsity": 0.9}, every_n_steps=2)
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer(tmp_path, [gate, watch], logger=logger, max_epochs=1).fit(TinyNet(), loader())
+    assert gate.monitor is watch.monitor
+    acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    steps = [r.step for r in watch.history]
+    assert [e.step for e in acc.Images("filterwatch_filters/body.0")] == steps
+    assert [e.step for e in acc.Scalars("filterwatch/body.0/sparsity")] == steps
+
+
 def test_gate_alone_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reads = _count_reads(monkeypatch)
     gate = FilterGate({"max-sparsity": 0.9}, every_n_steps=4)

@@ -219,3 +219,17 @@ def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
     assert tr.state.global_step == 12  # 96 samples, batches of 16: 6 steps per epoch
     assert [r.step for r in watch.history] == [0, 6, 12]  # start, each epoch's end (the last)
     assert checks == [6, 12] and gate.stopped_step is None
+
+
+def test_the_gate_listed_first_still_leaves_the_snapshots_to_the_watch(tmp_path: Path) -> None:
+    """Whatever the order of the callbacks: one analysis per step, and the watch logs it once
+    with its TensorBoard extras."""
+    watch = FilterWatchCallback(every_n_steps=2, images_every=1)
+    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
+    tr = trainer(tmp_path, [gate, watch])
+    tr.train()
+    assert gate.monitor is watch.monitor
+    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 2, 4, 6]
+    acc = _events(_tb_dir(watch))
+    assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 2, 4, 6]
+    assert [r.step for r in watch.history] == [0, 1, 2, 3, 4, 5, 6]  # the gate's steps too

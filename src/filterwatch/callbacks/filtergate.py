@@ -108,7 +108,12 @@ class FilterGate(GateSettings, Callback):
             return
         violations: list[Violation] = []
         if trainer.is_global_zero or self._sharded:  # sharded: every rank joins the gathers
-            owner = self if self._shared_with is None else self._shared_with
+            watch = self._shared_with
+            if watch is not None and not watch.disabled and watch.schedule.due(trainer.global_step):
+                # listed before the watch: let it take its snapshot now (logs, extras and
+                # alerts once, whatever the order of the callbacks); the gate reads that report
+                watch.on_train_batch_end(trainer, pl_module, None, None, 0)
+            owner = self if watch is None else watch
             layers = current_layers(trainer, pl_module, owner.selection)
             report, _ = self.monitor.measure(layers, trainer.global_step)
             self.last_verdict = evaluate(report, self.config)

@@ -131,7 +131,12 @@ class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState)
         assert model is not None
         violations: list[Violation] = []
         if c.is_zero(state) or self._sharded:  # sharded: every process joins the gathers
-            owner = self._shared_with.selection if self._shared_with is not None else self.selection
+            watch = self._shared_with
+            if watch is not None and not watch.disabled and watch.schedule.due(step):
+                # listed before the watch: let it take its snapshot now (logs, extras and alerts
+                # once, whatever the order of the callbacks); the gate reads the same report
+                watch.on_step_end(args, state, control, model=model, **kwargs)
+            owner = watch.selection if watch is not None else self.selection
             report, _ = self.monitor.measure(self._layers(model, owner), step)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations
