@@ -233,3 +233,16 @@ def test_the_gate_listed_first_still_leaves_the_snapshots_to_the_watch(tmp_path:
     acc = _events(_tb_dir(watch))
     assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 2, 4, 6]
     assert [r.step for r in watch.history] == [0, 1, 2, 3, 4, 5, 6]  # the gate's steps too
+
+
+def test_the_checkpoint_folder_of_a_hyperparameter_trial_is_found(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from filterwatch.integrations.huggingface._common import checkpoint_folder
+
+    args, state = SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(global_step=7)
+    assert checkpoint_folder(args, state) == tmp_path / "checkpoint-7"  # not saved yet: the default
+    (tmp_path / "run-3" / "checkpoint-7").mkdir(parents=True)
+    assert checkpoint_folder(args, state) == tmp_path / "run-3" / "checkpoint-7"
+    (tmp_path / "checkpoint-7").mkdir()
+    assert checkpoint_folder(args, state) == tmp_path / "checkpoint-7"

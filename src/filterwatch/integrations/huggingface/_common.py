@@ -74,8 +74,15 @@ def broadcast(value: Any) -> Any:
 
 
 def checkpoint_folder(args: Any, state: Any) -> Path:
-    """Where the Trainer is saving the checkpoint of this step (``Trainer._save_checkpoint``)."""
-    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    """Where the Trainer is saving the checkpoint of this step (``Trainer._save_checkpoint``):
+    ``output_dir/checkpoint-<step>``, or under a hyperparameter search the newest such folder
+    one level down (``output_dir/<trial run>/checkpoint-<step>``)."""
+    name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    folder = Path(args.output_dir) / name
+    if folder.is_dir():
+        return folder
+    trials = [p for p in Path(args.output_dir).glob(f"*/{name}") if p.is_dir()]
+    return max(trials, key=lambda p: p.stat().st_mtime) if trials else folder
 
 
 def save_monitor(monitor: Monitor, path: Path) -> None:
