@@ -220,3 +220,19 @@ def test_analyze_says_which_kernel_it_measured_for_an_own_forward_conv() -> None
     with pytest.warns(UserWarning, match="measured the parameter"):
         report = analyze(model)
     assert report.settings["measured_parameter_not_op_weight"] == ["0"]
+
+
+def test_alerts_are_printed_as_one_line_like_the_callbacks(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    model = _net()
+    model(torch.randn(1, 1, 8, 8))
+    with caplog.at_level(logging.WARNING, logger="filterwatch.alerts"):
+        with watch(model, every_n_calls=1) as w:
+            model(torch.randn(2, 1, 8, 8))
+            with torch.no_grad():
+                model[2].weight.zero_()  # the layer dies between two calls
+            model(torch.randn(2, 1, 8, 8))
+    lines = [r.getMessage() for r in caplog.records if r.name == "filterwatch.alerts"]
+    assert w.alerts and len(lines) == len(w.alerts)
+    assert lines[0].startswith("filterwatch alert at step 1: 2: ")

@@ -34,7 +34,7 @@ from ..layers import (
     layer_from_module,
     strip_wrapper_prefix,
 )
-from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
+from ..monitor import AlertRules, Monitor, MonitorViews, Schedule, log_alerts
 from ..reference import Reference
 from ..report import Report
 from .tensorboard import TensorBoardSink
@@ -170,6 +170,7 @@ class Watcher(MonitorViews):
         if self._sink is not None:
             self._sink.write(report, self.history, new_alerts, self.reference,
                              scalars=metrics, final=final)
+        log_alerts(new_alerts, step)  # one line each, as the callbacks print them
         self.schedule.record(step, time.perf_counter() - start)
         return report
 
