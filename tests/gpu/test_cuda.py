@@ -118,3 +118,23 @@ def test_lightning_fsdp_strategy_on_one_gpu(tmp_path: Path) -> None:
     for key in ("sparsity", "variance_entropy", "orthogonality", "relative_change"):
         got = watch.history[-1].layer("body.2").value(key)
         assert got == pytest.approx(seen["report"].layer("body.2").value(key), rel=1e-6, abs=1e-7), key
+
+
+def test_hugging_face_callbacks_on_cuda(tmp_path: Path) -> None:
+    """Skipped where transformers is not installed (the device's own Python may lack it)."""
+    pytest.importorskip("transformers")
+    from filterwatch.integrations.huggingface import FilterGateCallback, FilterWatchCallback
+    from tests.hf_helpers import Sabotage, trainer
+
+    watch = FilterWatchCallback(every_n_steps=2)
+    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
+    tr = trainer(tmp_path, [Sabotage(3), watch, gate], max_steps=10, use_cpu=False, report_to=[])
+    tr.train()
+    assert next(tr.model.parameters()).is_cuda
+    assert gate.stopped_step == 3 and [r.step for r in watch.history] == [0, 1, 2, 3]
+    final = analyze(tr.model, reference=watch.reference)
+    for key in ("sparsity", "variance_entropy", "orthogonality", "relative_change"):
+        for layer in final.layers:
+            want, got = layer.value(key), watch.history[-1].layer(layer.name).value(key)
+            if want is not None:
+                assert got == pytest.approx(want, rel=1e-5, abs=1e-6), (layer.name, key)

@@ -246,3 +246,19 @@ def test_the_checkpoint_folder_of_a_hyperparameter_trial_is_found(tmp_path: Path
     assert checkpoint_folder(args, state) == tmp_path / "run-3" / "checkpoint-7"
     (tmp_path / "checkpoint-7").mkdir()
     assert checkpoint_folder(args, state) == tmp_path / "checkpoint-7"
+
+
+def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path) -> None:
+    """The gate stops at a step only it measured; the watch's final snapshot at that step
+    (with its extras) replaces the gate's in the history and the history file: no step twice."""
+    watch = FilterWatchCallback(every_n_steps=2, images_every=1)
+    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
+    tr = trainer(tmp_path, [Sabotage(3), watch, gate], max_steps=10)
+    tr.train()
+    assert gate.stopped_step == 3
+    assert [r.step for r in watch.history] == [0, 1, 2, 3]
+    lines = (_tb_dir(watch) / "filterwatch_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 1, 2, 3]
+    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 2, 3]
+    acc = _events(_tb_dir(watch))
+    assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 2, 3]

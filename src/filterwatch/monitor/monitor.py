@@ -88,6 +88,7 @@ class Monitor:
             raise InputError(f"`keep_reports` expected an integer >= 1, got {keep_reports!r}")
         self.keep_reports = keep_reports
         self.history_path: Path | None = None
+        self._last_line_at: int | None = None  # where the history file's last line starts
         self.history_error = ""  # why the history file stopped, if it did
         self.tracker = AlertTracker(alert_rules or AlertRules())
         self.history: list[Report] = []
@@ -121,8 +122,12 @@ class Monitor:
         the new alerts. ``on_kernel`` sees each kernel while the snapshot holds it.
 
         A second call at the step of the last snapshot returns that snapshot (no new
-        analysis, no new alerts): FilterWatch and FilterGate share one Monitor that way."""
-        if self.history and self.history[-1].step == step and not final:
+        analysis, no new alerts): FilterWatch and FilterGate share one Monitor that way. A
+        final snapshot at that step (the run stopped right after the gate's check) measures
+        again, with every measure and the caller's ``on_kernel``, and *replaces* that
+        snapshot, in the history and in the history file: a step is never there twice."""
+        same_step = bool(self.history) and self.history[-1].step == step
+        if same_step and not final:
             return self.history[-1], []
         first = self.reference is None
         captured: dict[str, torch.Tensor] = {}
@@ -140,8 +145,11 @@ class Monitor:
                                 step=step, on_kernel=hook, spectral=spectral)
         if first:
             self._compare_first(layers, report, captured)
-        self.history.append(report)
-        self._append_history(report)
+        if same_step:
+            self.history[-1] = report
+        else:
+            self.history.append(report)
+        self._append_history(report, replace_last=same_step)
         if len(self.history) > self.keep_reports:
             del self.history[: len(self.history) - self.keep_reports]
         return report, self.tracker.update(report)
@@ -212,15 +220,21 @@ class Monitor:
                            and _step_of(line) <= resumed_at)  # type: ignore[operator]
         write_text_atomic(path, kept)
         self.history_path = path
+        self._last_line_at = None
 
-    def _append_history(self, report: Report) -> None:
-        """Append ``report`` to the JSON Lines history file, if one was started. A failure
-        (an unwritable or full disk) stops the file, not the run: see ``history_error``."""
+    def _append_history(self, report: Report, replace_last: bool = False) -> None:
+        """Append ``report`` to the JSON Lines history file, if one was started (or replace
+        the last line with it). A failure (an unwritable or full disk) stops the file, not the
+        run: see ``history_error``."""
         if self.history_path is None:
             return
         try:
-            with open(self.history_path, "a", encoding="utf-8") as fh:
-                fh.write(report.to_json(indent=None))
+            with open(self.history_path, "a+b") as fh:
+                if replace_last and self._last_line_at is not None:
+                    fh.truncate(self._last_line_at)
+                fh.seek(0, 2)
+                self._last_line_at = fh.tell()
+                fh.write(report.to_json(indent=None).encode("utf-8"))
         except OSError as exc:
             self.history_path = None
             self.history_error = f"{type(exc).__name__}: {exc}"
