@@ -28,7 +28,8 @@ def _tb_dir(cb: FilterWatchCallback) -> Path:
 
 
 def _events(folder: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "histograms": 0,
+                                                       "tensors": 0})
     acc.Reload()
     return acc
 
@@ -248,17 +249,28 @@ def test_the_checkpoint_folder_of_a_hyperparameter_trial_is_found(tmp_path: Path
     assert checkpoint_folder(args, state) == tmp_path / "checkpoint-7"
 
 
-def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path) -> None:
+def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     """The gate stops at a step only it measured; the watch's final snapshot at that step
-    (with its extras) replaces the gate's in the history and the history file: no step twice."""
+    (with its extras) replaces the gate's in the history and the history file: no step twice.
+    The alert that fired in the gate's measurement is printed once, by the watch."""
+    import logging
+
     watch = FilterWatchCallback(every_n_steps=2, images_every=1)
     gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
     tr = trainer(tmp_path, [Sabotage(3), watch, gate], max_steps=10)
-    tr.train()
+    with caplog.at_level(logging.WARNING, logger="filterwatch.alerts"):
+        tr.train()
+    lines = [r.getMessage() for r in caplog.records if r.name == "filterwatch.alerts"]
+    assert lines and all(line.startswith("filterwatch alert at step 3:") for line in lines)
+    assert len(lines) == len(watch.alerts) == len({(a.layer, a.kind) for a in watch.alerts})
     assert gate.stopped_step == 3
     assert [r.step for r in watch.history] == [0, 1, 2, 3]
-    lines = (_tb_dir(watch) / "filterwatch_history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [0, 1, 2, 3]
+    history = (_tb_dir(watch) / "filterwatch_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == [0, 1, 2, 3]
     assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 2, 3]
     acc = _events(_tb_dir(watch))
     assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 2, 3]
+    texts = {e.step: e.tensor_proto.string_val[0].decode()
+             for e in acc.Tensors("filterwatch/alerts/text_summary")}
+    assert "dead" in texts[3]  # the gate's alert, in the alerts panel at the final snapshot

@@ -191,9 +191,10 @@ class FilterWatch(WatchSettings, Callback):
                 for collect in collectors:
                     collect(read)
 
-            report, new_alerts = self.monitor.measure(layers, step, final=final,
-                                                      source=type(pl_module).__name__,
-                                                      on_kernel=on_kernel if collectors else None)
+            report, _ = self.monitor.measure(layers, step, final=final,
+                                             source=type(pl_module).__name__,
+                                             on_kernel=on_kernel if collectors else None)
+            new_alerts = self.monitor.take_alerts()  # a gate's on the shared Monitor included
         if trainer.is_global_zero:
             if self.monitor.history_error:
                 self._history_failed(self.monitor.history_error)
@@ -211,7 +212,7 @@ class FilterWatch(WatchSettings, Callback):
                     del self._sinks[key]  # its logger gets the scalars through log_metrics again
                     rank_zero_warn(f"FilterWatch stopped writing TensorBoard extras: {exc}; "
                                    "scalars still go to the loggers.")
-            log_alerts(new_alerts, step)
+            log_alerts(new_alerts)
         self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every rank must snapshot at the same steps: rank zero decides
             self.schedule.next_step = int(trainer.strategy.broadcast(self.schedule.next_step, src=0))

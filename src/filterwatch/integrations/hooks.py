@@ -164,13 +164,14 @@ class Watcher(MonitorViews):
         """Measure ``layers`` now, as the snapshot of ``step``; log it and place the next one."""
         start = time.perf_counter()
         collect = None if self._sink is None else self._sink.collector(final)
-        report, new_alerts = self.monitor.measure(layers, step, final=final, on_kernel=collect)
+        report, _ = self.monitor.measure(layers, step, final=final, on_kernel=collect)
+        new_alerts = self.monitor.take_alerts()
         metrics = self.monitor.scalars(report)
         metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
         if self._sink is not None:
             self._sink.write(report, self.history, new_alerts, self.reference,
                              scalars=metrics, final=final)
-        log_alerts(new_alerts, step)  # one line each, as the callbacks print them
+        log_alerts(new_alerts)  # one line each, as the callbacks print them
         self.schedule.record(step, time.perf_counter() - start)
         return report
 

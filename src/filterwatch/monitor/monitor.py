@@ -93,6 +93,7 @@ class Monitor:
         self.tracker = AlertTracker(alert_rules or AlertRules())
         self.history: list[Report] = []
         self.nonfinite_at_start = False  # the fit-start reference saw NaN/Inf weights
+        self._unreported: list[Alert] = []
 
     @property
     def alerts(self) -> list[Alert]:
@@ -152,7 +153,16 @@ class Monitor:
         self._append_history(report, replace_last=same_step)
         if len(self.history) > self.keep_reports:
             del self.history[: len(self.history) - self.keep_reports]
-        return report, self.tracker.update(report)
+        new_alerts = self.tracker.update(report)
+        self._unreported += new_alerts
+        return report, new_alerts
+
+    def take_alerts(self) -> list[Alert]:
+        """The alerts no caller has reported yet, oldest first, and forget them: a gate that
+        measured a step alone leaves its alerts to the watch that shares its Monitor, which
+        prints and logs them with its next snapshot."""
+        taken, self._unreported = self._unreported, []
+        return taken
 
     def _compare_first(self, layers: Sequence[ConvLayer], report: Report,
                        captured: dict[str, torch.Tensor]) -> None:

@@ -53,11 +53,11 @@ def guarded(warn: Callable[[str], None]) -> Callable[[F], F]:
     return decorate
 
 
-def log_alerts(alerts: Sequence[Alert], step: int) -> None:
-    """One plain line per alert on the ``filterwatch.alerts`` logger (a warning would show
-    our file path)."""
+def log_alerts(alerts: Sequence[Alert]) -> None:
+    """One plain line per alert on the ``filterwatch.alerts`` logger, at the step where it
+    fired (a warning would show our file path)."""
     for alert in alerts:
-        ALERT_LOG.warning("filterwatch alert at step %d: %s", step, alert.message)
+        ALERT_LOG.warning("filterwatch alert at step %d: %s", alert.step, alert.message)
 
 
 def layer_changes(before: dict[str, tuple[int, ...]], layers: Sequence[ConvLayer],

@@ -187,8 +187,9 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             if message and zero:
                 c.warn(message)
             collect = self._sink.collector(final) if self._sink is not None else None
-            report, new_alerts = self.monitor.measure(layers, step, final=final,
-                                                      source=type(model).__name__, on_kernel=collect)
+            report, _ = self.monitor.measure(layers, step, final=final,
+                                             source=type(model).__name__, on_kernel=collect)
+            new_alerts = self.monitor.take_alerts()  # a gate's on the shared Monitor included
         if zero:
             if self.monitor.history_error:
                 c.warn(f"FilterWatchCallback stopped its history file: {self.monitor.history_error}")
@@ -205,7 +206,7 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
                 except OSError as exc:
                     self._sink = None
                     c.warn(f"FilterWatchCallback stopped writing TensorBoard extras: {exc}")
-            log_alerts(new_alerts, step)
+            log_alerts(new_alerts)
         self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every process must snapshot at the same steps: the main one decides
             self.schedule.next_step = int(c.broadcast(self.schedule.next_step))
