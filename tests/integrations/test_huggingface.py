@@ -274,3 +274,11 @@ def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path,
     texts = {e.step: e.tensor_proto.string_val[0].decode()
              for e in acc.Tensors("filterwatch/alerts/text_summary")}
     assert "dead" in texts[3]  # the gate's alert, in the alerts panel at the final snapshot
+
+
+def test_one_snapshot_per_optimizer_step_under_gradient_accumulation(tmp_path: Path) -> None:
+    watch = FilterWatchCallback(every_n_steps=2)
+    tr = trainer(tmp_path, [watch], max_steps=4, gradient_accumulation_steps=3, report_to=[])
+    tr.train()
+    assert [r.step for r in watch.history] == [0, 2, 4]
+    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 2, 4]
