@@ -75,7 +75,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan = sub.add_parser("scan", help="measure a checkpoint's conv filters")
-    scan.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
+    scan.add_argument("path", metavar="PATH",
+                      help=".pt/.pth/.ckpt/.safetensors file, or a Hugging Face checkpoint folder")
     scan.add_argument("--format", choices=REPORT_FORMATS, default="table",
                       help="table (fits the terminal), json (the CI contract), markdown, or a "
                            "self-contained html page (default: table)")
@@ -99,7 +100,8 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check = sub.add_parser("check", help="quality gate: exit 1 when a rule fails")
-    check.add_argument("path", metavar="PATH", help=".pt/.pth/.ckpt/.safetensors file")
+    check.add_argument("path", metavar="PATH",
+                       help=".pt/.pth/.ckpt/.safetensors file, or a Hugging Face checkpoint folder")
     check.add_argument("--config", metavar="FILE",
                        help="TOML with [tool.filterwatch.gate] (default: ./pyproject.toml)")
     _reference(check)

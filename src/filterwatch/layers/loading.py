@@ -3,12 +3,15 @@
 ``.pt``/``.pth``/``.ckpt`` files go through ``torch.load(weights_only=True)``, which only
 rebuilds tensors and plain containers; a file that needs anything else (a class, a function,
 ``os.system``) is refused with the name of what it asked for. ``.safetensors`` files go
-through safetensors. Every failure is an :class:`~filterwatch.errors.InputError` with a
-one-line message that names the file.
+through safetensors. A Hugging Face checkpoint folder (``model.safetensors``, sharded
+``model-0000x-of-0000n.safetensors`` with their index, or ``pytorch_model.bin``) is read as
+the model file(s) inside it. Every failure is an :class:`~filterwatch.errors.InputError`
+with a one-line message that names the file.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import warnings
@@ -26,6 +29,9 @@ __all__ = ["describe_source", "load_state_dict", "natural_key"]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+# what a Hugging Face (transformers, diffusers, timm) checkpoint folder holds, preferred first
+_FOLDER_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_FOLDER_FILES = ("model.safetensors", "pytorch_model.bin", "diffusion_pytorch_model.safetensors")
 
 
 def describe_source(source: object) -> str:
@@ -153,10 +159,11 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
     """Load the tensors of a checkpoint without running any code from it.
 
     Accepts ``.pt``/``.pth`` state_dicts, ``{"state_dict": ...}`` wrappers (Lightning
-    ``.ckpt`` included), and ``.safetensors``. Nested mappings are flattened with dots.
+    ``.ckpt`` included), ``.safetensors``, and Hugging Face checkpoint folders (their model
+    file, or all shards of a sharded one). Nested mappings are flattened with dots.
 
     Args:
-        path: the file.
+        path: the file, or a Hugging Face checkpoint folder.
         require_conv: raise :class:`~filterwatch.errors.NoConvLayersError` when no tensor looks
             like a conv weight.
 
@@ -171,16 +178,12 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
     p = Path(path)
     if not p.exists():
         raise InputError(f"`path` expected an existing file, got {str(p)!r} (no such file)")
-    if p.is_dir():
-        raise InputError(
-            f"`path` expected a checkpoint file, got a directory {str(p)!r}; "
-            "hint: point at the .pt/.ckpt/.safetensors file inside it"
-        )
-    try:
-        obj: object = _load_safetensors(p) if _is_safetensors(p) else _load_torch(p)
-    except PermissionError:
-        raise InputError(f"`path` expected a readable file, got {str(p)!r} (permission denied)") from None
-    state = _unwrap(obj, p)
+    files = _model_files(p) if p.is_dir() else [p]
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(_load_file(file))
+    if len(files) > 1:  # shards: the model's order across them, as within one file
+        state = {k: state[k] for k in sorted(state, key=natural_key)}
     if require_conv and not discover_layers(state, select=LayerSelection.everything()):
         floats = sum(1 for v in state.values() if v.is_floating_point())
         raise NoConvLayersError(
@@ -188,3 +191,41 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
             f"{len(state)} tensors ({floats} floating); hint: is this a conv network checkpoint?"
         )
     return state
+
+
+def _load_file(p: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj: object = _load_safetensors(p) if _is_safetensors(p) else _load_torch(p)
+    except PermissionError:
+        raise InputError(f"`path` expected a readable file, got {str(p)!r} (permission denied)") from None
+    return _unwrap(obj, p)
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """The model file(s) of a Hugging Face checkpoint folder: the shards its index names
+    (which must lie inside the folder), else its single model file."""
+    for name in _FOLDER_INDEXES:
+        index = folder / name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                shards = sorted({str(v) for v in weight_map.values()}, key=natural_key)
+            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+                raise InputError(f"{index}: expected a shard index with a 'weight_map' object, "
+                                 "got something else") from None
+            files = [folder / s for s in shards]
+            for f in files:
+                if f.resolve().parent != folder.resolve():
+                    raise InputError(f"{index}: expected shard files inside {str(folder)!r}, got "
+                                     f"{str(f)!r}; hint: an index must not point outside its folder")
+                if not f.is_file():
+                    raise InputError(f"{index}: names the shard {f.name!r}, which is missing")
+            return files
+    for name in _FOLDER_FILES:
+        if (folder / name).is_file():
+            return [folder / name]
+    raise InputError(
+        f"`path` expected a checkpoint file or a Hugging Face checkpoint folder, got the "
+        f"directory {str(folder)!r} without {' or '.join(_FOLDER_FILES[:2])}; hint: point at "
+        "the .pt/.ckpt/.safetensors file inside it"
+    )
