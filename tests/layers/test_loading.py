@@ -91,6 +91,12 @@ def test_hugging_face_checkpoint_folders(tmp_path: Path) -> None:
     (sharded / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(InputError, match=r"names the shard 'model-00002-of-00002\.safetensors', which"):
         load_state_dict(sharded)
+    for shard, keys in parts.items():  # the hub cache: shards are links to blobs elsewhere
+        blob = tmp_path / f"blob-{shard}"
+        save_file({k: state[k] for k in keys}, str(blob))
+        (sharded / shard).unlink(missing_ok=True)
+        (sharded / shard).symlink_to(blob)
+    assert list(load_state_dict(sharded)) == in_order
     index["weight_map"] = {"0.weight": "../single/model.safetensors"}
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(InputError, match="must not point outside its folder"):

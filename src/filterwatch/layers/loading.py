@@ -213,14 +213,13 @@ def _model_files(folder: Path) -> list[Path]:
             except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                 raise InputError(f"{index}: expected a shard index with a 'weight_map' object, "
                                  "got something else") from None
-            files = [folder / s for s in shards]
-            for f in files:
-                if f.resolve().parent != folder.resolve():
-                    raise InputError(f"{index}: expected shard files inside {str(folder)!r}, got "
-                                     f"{str(f)!r}; hint: an index must not point outside its folder")
-                if not f.is_file():
-                    raise InputError(f"{index}: names the shard {f.name!r}, which is missing")
-            return files
+            for shard in shards:  # plain file names (the hub cache links them: that is fine)
+                if Path(shard).name != shard or shard in (".", ".."):
+                    raise InputError(f"{index}: expected shard file names inside {str(folder)!r}, "
+                                     f"got {shard!r}; hint: an index must not point outside its folder")
+                if not (folder / shard).is_file():
+                    raise InputError(f"{index}: names the shard {shard!r}, which is missing")
+            return [folder / shard for shard in shards]
     for name in _FOLDER_FILES:
         if (folder / name).is_file():
             return [folder / name]
