@@ -160,6 +160,22 @@ def test_norms_dead_nonfinite_relative_change() -> None:
         relative_change(a, torch.ones(2, 2, 4))
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-12, 1.0, 1e12, 1e30])
+def test_relative_change_equals_the_float64_value_at_every_scale(scale: float) -> None:
+    """Float32 squares with float64 sums (chunks of 4096 and a short tail) where they are
+    safe, float64 where they would overflow or underflow: always the float64 answer."""
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(130, 70, 3, 3, generator=g, dtype=torch.float64)  # 81,900 values
+    cur = ref + 0.05 * torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    want = float(torch.linalg.vector_norm(cur - ref) / torch.linalg.vector_norm(ref))
+    got = relative_change((cur * scale).float(), (ref * scale).float())
+    assert got == pytest.approx(want, rel=1e-6)
+    assert relative_change(cur.half(), ref.half()) == pytest.approx(want, rel=2e-2)  # fp16 input
+    nan = cur.float().clone()
+    nan[0, 0, 0, 0] = float("nan")
+    assert math.isnan(relative_change(nan, ref.float()))
+
+
 @pytest.mark.parametrize("fn", [sparsity, variance_entropy, orthogonality])
 def test_nonfinite_weights_are_undefined(fn) -> None:  # type: ignore[no-untyped-def]
     w = torch.randn(4, 4, 3, 3)
