@@ -81,6 +81,12 @@ def _sum_squares(x: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _squares_of_change(w: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """``(Σ(w - ref)², Σref²)``, brought to the host together."""
+    num, den = torch.stack([_sum_squares(w - ref), _sum_squares(ref)]).tolist()
+    return num, den
+
+
 def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:
     """``‖W − W_ref‖ / ‖W_ref‖`` (Frobenius).
 
@@ -103,13 +109,11 @@ def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:
             f"`reference` expected shape {tuple(w.shape)} (the weight's), got {tuple(ref.shape)}"
         )
     work = torch.float64 if torch.float64 in (w.dtype, ref.dtype) else torch.float32
-    num, den = torch.stack([_sum_squares(w.to(work) - ref.to(work)),
-                            _sum_squares(ref.to(work))]).tolist()
+    num, den = _squares_of_change(w.to(work), ref.to(work))
     lo, hi = _FLOAT32_MEAN_SQUARE
     n = ref.numel()
     if work == torch.float32 and not (lo <= den / n <= hi and num / n <= hi):
-        num, den = torch.stack([_sum_squares(_as_float64(w) - _as_float64(ref)),
-                                _sum_squares(_as_float64(ref))]).tolist()
+        num, den = _squares_of_change(_as_float64(w), _as_float64(ref))
     if den == 0.0:
         raise UndefinedMeasureError(
             "relative change is undefined: the reference weights are all zero (e.g. a "

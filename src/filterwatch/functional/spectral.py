@@ -24,10 +24,12 @@ Bernstein's inequality bounds its second derivatives by ``4 d_i d_j sup g``; so 
 
 The grid is chosen so that this factor is at most 1.05 (3x3 kernels: 30 x 30). The grid
 maximum is computed in float64 without a complex product per frequency: the Gram matrices
-``F(ω)ᴴF(ω)`` are the FFT of the spatial Gram kernel ``G_δ = Σ_p W_pᵀ W_{p+δ}`` (one real GEMM
-over all pairs of taps); power iteration bounds their largest eigenvalue from below, one
-batched Cholesky factorisation of ``t·I - A(ω)`` proves it from above at every frequency, and
-only the few frequencies it cannot settle get exact eigenvalues. For a 1x1 kernel the bound
+``A(ω) = F(ω)ᴴF(ω)`` are trigonometric sums of the spatial Gram kernel
+``G_δ = Σ_p W_pᵀ W_{p+δ}`` (one real GEMM per lag of one half-space), built a chunk of
+frequencies at a time by two real GEMMs; a few power steps find where the maximum lies, the
+exact eigenvalues of the best few set a level, one batched Cholesky factorisation of
+``t·I - A(ω)`` proves every other frequency below it (with Rump's rounding margin), and only
+the few frequencies it cannot settle get exact eigenvalues. For a 1x1 kernel the bound
 is the matrix norm exactly. This is the rigorous sampling bound of the DFT approach; the Gram
 iteration of Delattre et al. (ICML 2023) bounds the same supremum from the kernel alone, at
 a cost that grows with the kernel's support at every iteration.
@@ -42,7 +44,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._filters import _check_weight
+from ._filters import _check_weight, _require_finite
 
 __all__ = ["MatrixSpectrum", "conv_operator_norm", "lipschitz_bound", "matrix_spectrum"]
 
@@ -99,8 +101,7 @@ def matrix_spectrum(weight: torch.Tensor, groups: int = 1) -> MatrixSpectrum:
         True
     """
     w = _check_weight(weight)
-    if not bool(torch.isfinite(w).all()):
-        raise UndefinedMeasureError("spectral measures are undefined: the weight holds NaN/Inf")
+    _require_finite(w, "the spectrum of the layer matrix")
     sigma = _singular_values(w, groups)
     top = float(sigma.max())
     if top == 0.0:
@@ -186,13 +187,13 @@ def _chunks(spectrum: _GramSpectrum, omega: torch.Tensor) -> list[torch.Tensor]:
     return [omega[i:i + per] for i in range(0, omega.shape[0], per)]
 
 
-def _rayleigh(grams: torch.Tensor, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``steps`` power iterations from ``x`` ``(F, n, 1)``: the new vectors and their Rayleigh
-    quotients ``(F,)``, each a lower bound of its matrix's largest eigenvalue."""
+def _rayleigh(grams: torch.Tensor, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The Rayleigh quotients ``(F,)`` after ``steps`` power iterations from ``x``
+    ``(F, n, 1)``: each a lower bound of its matrix's largest eigenvalue."""
     for _ in range(steps):
         x = grams @ x
         x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
-    return x, (x.mH @ grams @ x).real.reshape(-1)
+    return (x.mH @ grams @ x).real.reshape(-1)
 
 
 def _proven_below(grams: torch.Tensor, t: float) -> torch.Tensor:
@@ -215,6 +216,11 @@ def _cholesky_margin(n: int, t: float) -> float:
     return k * t / (1 - k)
 
 
+def _exact_top(grams: torch.Tensor) -> float:
+    """The largest eigenvalue of a batch of Hermitian matrices, from all their eigenvalues."""
+    return float(torch.linalg.eigvalsh(grams)[..., -1].max())
+
+
 def _certified_top(spectrum: _GramSpectrum, omega: torch.Tensor) -> float:
     """The largest eigenvalue of ``A(ω)`` over the frequencies ``omega``, certified from above,
     without the eigenvalues of every matrix. A few power steps at every frequency find where
@@ -227,23 +233,23 @@ def _certified_top(spectrum: _GramSpectrum, omega: torch.Tensor) -> float:
     n = spectrum.n
     chunks = _chunks(spectrum, omega)
     if n <= _SMALL_GRAM:
-        return max(float(torch.linalg.eigvalsh(spectrum.at(c))[..., -1].max()) for c in chunks)
+        return max(_exact_top(spectrum.at(c)) for c in chunks)
     gen = torch.Generator(device=omega.device).manual_seed(0)
     start = torch.randn(n, 1, dtype=torch.float64, generator=gen, device=omega.device)
     start = torch.complex(start, torch.zeros_like(start))
-    scout = torch.cat([_rayleigh(spectrum.at(c), start.expand(c.shape[0], n, 1), _SCOUT_STEPS)[1]
+    scout = torch.cat([_rayleigh(spectrum.at(c), start.expand(c.shape[0], n, 1), _SCOUT_STEPS)
                        for c in chunks])
     best = omega[torch.topk(scout, min(_REFINE_TOP, scout.numel())).indices]
-    lower = float(torch.linalg.eigvalsh(spectrum.at(best))[..., -1].max())
+    lower = _exact_top(spectrum.at(best))
     if not lower > 0.0:  # all zero: exact everywhere
-        return max(float(torch.linalg.eigvalsh(spectrum.at(c))[..., -1].max()) for c in chunks)
+        return max(_exact_top(spectrum.at(c)) for c in chunks)
     t = lower * (1.0 + 1e-9)
     top = t + _cholesky_margin(n, t)
     for c in chunks:
         grams = spectrum.at(c)
         failed = ~_proven_below(grams, t)
         if bool(failed.any()):  # not proven below t there: exact eigenvalues of those few
-            top = max(top, float(torch.linalg.eigvalsh(grams[failed])[..., -1].max()) * _SAFETY)
+            top = max(top, _exact_top(grams[failed]) * _SAFETY)
     return top
 
 
@@ -264,6 +270,7 @@ def conv_operator_norm(weight: torch.Tensor, input_size: tuple[int, ...] | int,
     Raises:
         InputError: ``input_size`` does not fit the kernel (fewer points than taps, or the
             wrong number of axes).
+        UndefinedMeasureError: the weight is not finite.
 
     Example:
         >>> import torch
@@ -272,6 +279,7 @@ def conv_operator_norm(weight: torch.Tensor, input_size: tuple[int, ...] | int,
         2.0
     """
     w = _check_weight(weight)
+    _require_finite(w, "the operator norm")
     sizes = (input_size,) * _spatial(w) if isinstance(input_size, int) else tuple(input_size)
     kernel = tuple(w.shape[2:])
     fits = len(sizes) == len(kernel) and all(isinstance(n, int) and n >= k
@@ -313,7 +321,6 @@ def lipschitz_bound(weight: torch.Tensor, groups: int = 1) -> float:
         True
     """
     w = _check_weight(weight)
-    if not bool(torch.isfinite(w).all()):
-        raise UndefinedMeasureError("the Lipschitz bound is undefined: the weight holds NaN/Inf")
+    _require_finite(w, "the Lipschitz bound")
     sizes, factor = _grid(tuple(w.shape[2:]))
     return _max_over_frequencies(_groups(w, groups), sizes) * factor * _SAFETY

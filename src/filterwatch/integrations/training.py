@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
 from ..gate import GateConfig, Verdict, Violation
 from ..gate.decision import (
     GateMode,
@@ -27,7 +26,7 @@ from ..gate.decision import (
     stopping_decision,
 )
 from ..layers import LayerSelection, check_selection
-from ..monitor import AlertRules, Monitor, MonitorViews, Schedule
+from ..monitor import AlertRules, Monitor, MonitorViews, Schedule, check_count
 from ..reference import Reference
 
 __all__ = ["GateSettings", "WatchSettings"]
@@ -62,8 +61,7 @@ class WatchSettings(MonitorViews):
         spectral_every: int = 1,
     ) -> None:
         self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=max_overhead)
-        if isinstance(images_every, bool) or not isinstance(images_every, int) or images_every < 1:
-            raise InputError(f"`images_every` expected an integer >= 1, got {images_every!r}")
+        check_count("images_every", images_every)
         self.selection = check_selection(select)
         rules = AlertRules(**alert_rules) if isinstance(alert_rules, Mapping) else alert_rules
         self.monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,

@@ -4,8 +4,8 @@ history, scalars), change alerts, and the one schedule shared by every integrati
 from .alerts import Alert, AlertRules, AlertTracker
 from .monitor import LAYER_TAG, MODEL_TAG, SCALAR_MEASURES, Monitor, MonitorViews
 from .policy import ALERT_LOG, guarded, layer_changes, log_alerts
-from .schedule import Schedule, check_interval
+from .schedule import Schedule, check_count, check_interval
 
 __all__ = ["ALERT_LOG", "LAYER_TAG", "MODEL_TAG", "SCALAR_MEASURES",
            "Alert", "AlertRules", "AlertTracker", "Monitor", "MonitorViews",
-           "Schedule", "check_interval", "guarded", "layer_changes", "log_alerts"]
+           "Schedule", "check_count", "check_interval", "guarded", "layer_changes", "log_alerts"]

@@ -25,6 +25,7 @@ from ..reference import Matching, Reference, ReferencePlan
 from ..report import Report, history_table, summarize, to_table
 from ..report.registry import select
 from .alerts import Alert, AlertRules, AlertTracker
+from .schedule import check_count
 
 __all__ = ["LAYER_TAG", "MODEL_TAG", "SCALAR_MEASURES", "Monitor", "MonitorViews"]
 
@@ -65,14 +66,10 @@ class Monitor:
         spectral: bool = False,
         spectral_every: int = 1,
     ) -> None:
-        every = orthogonality_every
         if not isinstance(spectral, bool):
             raise InputError(f"`spectral` expected True or False, got {spectral!r}")
-        if isinstance(spectral_every, bool) or not isinstance(spectral_every, int) or spectral_every < 1:
-            raise InputError(f"`spectral_every` expected an integer >= 1, got {spectral_every!r}")
-        self.spectral, self.spectral_every = spectral, spectral_every
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise InputError(f"`orthogonality_every` expected an integer >= 1, got {orthogonality_every!r}")
+        self.spectral, self.spectral_every = spectral, check_count("spectral_every", spectral_every)
+        self.orthogonality_every = check_count("orthogonality_every", orthogonality_every)
         _check_eps(sparsity_eps, "sparsity_eps")
         if reference is not None and not isinstance(reference, Reference | str | Path):
             raise InputError(f"`reference` expected a Reference, a reference file path or None, "
@@ -81,12 +78,9 @@ class Monitor:
             Reference.load(reference) if isinstance(reference, str | Path) else reference
         )
         self.user_reference = reference is not None
-        self.orthogonality_every = orthogonality_every
         self.sparsity_eps = sparsity_eps
         self.reference_device = None if reference_device is None else torch.device(reference_device)
-        if isinstance(keep_reports, bool) or not isinstance(keep_reports, int) or keep_reports < 1:
-            raise InputError(f"`keep_reports` expected an integer >= 1, got {keep_reports!r}")
-        self.keep_reports = keep_reports
+        self.keep_reports = check_count("keep_reports", keep_reports)
         self.history_path: Path | None = None
         self._last_line_at: int | None = None  # where the history file's last line starts
         self.history_error = ""  # why the history file stopped, if it did

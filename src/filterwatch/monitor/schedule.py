@@ -15,9 +15,16 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["Schedule", "check_interval"]
+__all__ = ["Schedule", "check_count", "check_interval"]
 
 _UNDECIDED = -1
+
+
+def check_count(name: str, value: object) -> int:
+    """An every-k or keep-n argument: an integer >= 1 (booleans are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"`{name}` expected an integer >= 1, got {value!r}")
+    return value
 
 
 def check_interval(name: str, value: object) -> int | None:

@@ -117,9 +117,35 @@ def load_monitor(monitor: Monitor, path: Path) -> None:
                          f"{type(exc).__name__}: {exc}") from None
 
 
-def saved_attributes(state: Any, callback: object) -> dict[str, Any] | None:
-    """The attributes this callback stored in the checkpoint's ``stateful_callbacks`` (the
-    Trainer loads them with the trainer state whether or not it re-creates callbacks)."""
+def save_state_file(where: tuple[Any, Any] | None, monitor: Monitor, name: str) -> str | None:
+    """Write ``monitor`` into the checkpoint the Trainer is saving (``where`` is the run's
+    ``(args, state)``); the file's path, or None where there is no such folder."""
+    if where is None:
+        return None
+    folder = checkpoint_folder(*where)
+    if not folder.is_dir():
+        return None
+    path = folder / STATE_FILE.format(name=name)
+    save_monitor(monitor, path)
+    return str(path.resolve())
+
+
+def restore_state_file(monitor: Monitor, resume: dict[str, Any], who: str) -> None:
+    """Load the Monitor that :func:`save_state_file` wrote, if the saved state names one; a
+    missing or corrupt file warns, and the reference restarts from the resumed weights."""
+    if "file" in resume:
+        try:
+            load_monitor(monitor, Path(resume["file"]))
+        except InputError as exc:
+            warn(f"{who}: {exc}; the reference restarts from the resumed weights")
+
+
+def saved_attributes(state: Any, callback: Any) -> dict[str, Any] | None:
+    """The attributes this callback stored in the checkpoint: set on it when the Trainer
+    re-created it from them, else read from the trainer state's ``stateful_callbacks``
+    (the Trainer loads them whether or not it re-creates callbacks)."""
+    if callback._resume:
+        return dict(callback._resume)
     entry = (getattr(state, "stateful_callbacks", None) or {}).get(type(callback).__name__)
     if isinstance(entry, list):
         entry = entry[0] if entry else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -49,24 +48,18 @@ class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState)
     # -- the Trainer's stateful-callback protocol ---------------------------------------
     def state(self) -> dict[str, Any]:
         resume = self._gate_state()
-        if self._shared_with is None and self._where is not None:  # a shared Monitor: stored once
-            folder = c.checkpoint_folder(*self._where)
-            if folder.is_dir():
-                path = folder / c.STATE_FILE.format(name="gate")
-                c.save_monitor(self.monitor, path)
-                resume["file"] = str(path.resolve())
+        # a shared Monitor is stored once, by the watch
+        path = None if self._shared_with is not None else c.save_state_file(self._where, self.monitor, "gate")
+        if path is not None:
+            resume["file"] = path
         return {"args": self.arguments, "attributes": {"_resume": resume}}
 
     def _restore(self, state: Any) -> None:
-        resume = self._resume or c.saved_attributes(state, self)
+        resume = c.saved_attributes(state, self)
         if not resume:
             return
         self._load_gate_state(resume)
-        if "file" in resume:
-            try:
-                c.load_monitor(self.monitor, Path(resume["file"]))
-            except InputError as exc:
-                c.warn(f"FilterGateCallback: {exc}; the drift reference restarts from the resumed weights")
+        c.restore_state_file(self.monitor, resume, "FilterGateCallback")
 
     # -- hooks ----------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,

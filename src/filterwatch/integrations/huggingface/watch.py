@@ -69,25 +69,18 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
         the schedule as JSON, the Monitor (reference tensors, history, alerts) in a
         safetensors file inside the checkpoint folder."""
         resume: dict[str, Any] = {"schedule": self.schedule.state_dict()}
-        if self._where is not None and not self.disabled:
-            folder = c.checkpoint_folder(*self._where)
-            if folder.is_dir():
-                path = folder / c.STATE_FILE.format(name="watch")
-                c.save_monitor(self.monitor, path)
-                resume["file"] = str(path.resolve())
+        path = None if self.disabled else c.save_state_file(self._where, self.monitor, "watch")
+        if path is not None:
+            resume["file"] = path
         return {"args": self.arguments, "attributes": {"_resume": resume}}
 
     def _restore(self, state: Any) -> int | None:
         """After a resume: the saved state back, and the step of its last snapshot."""
-        resume = self._resume or c.saved_attributes(state, self)
+        resume = c.saved_attributes(state, self)
         if not resume:
             return None
         self.schedule.load_state_dict(resume.get("schedule", {}))
-        if "file" in resume:
-            try:
-                c.load_monitor(self.monitor, Path(resume["file"]))
-            except InputError as exc:
-                c.warn(f"FilterWatchCallback: {exc}; the reference restarts from the resumed weights")
+        c.restore_state_file(self.monitor, resume, "FilterWatchCallback")
         return self.schedule.last_step
 
     # -- hooks ----------------------------------------------------------------------------
