@@ -149,3 +149,23 @@ def test_positions_on_bin_edges_are_binned_as_in_float64() -> None:
     assert got is not None
     assert torch.equal(got, _float64_counts(cur, basis))
     assert drift(ref, basis).value == pytest.approx(0.0, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), log_scale=st.floats(-30, 30))
+def test_float32_reference_agrees_with_float64(seed: int, log_scale: float) -> None:
+    """A float32 reference is built from float32 moments (float64 sums) and one float32
+    product: its basis, weights and range agree with the float64 build, the range is the
+    float64 min/max of its own coefficients, and its histograms count as float64 does."""
+    ref = (trained_like_layer(64, 32, rank=3, noise=0.1, seed=seed) * 10.0 ** log_scale).float()
+    b32, b64 = drift_basis(ref), drift_basis(ref.double())
+    assert b32.basis.dtype == torch.float64
+    assert (b32.basis - b64.basis).abs().max() < 1e-4
+    assert (b32.explained - b64.explained).abs().max() < 1e-6
+    assert b32.lo == pytest.approx(b64.lo, rel=1e-5) and b32.hi == pytest.approx(b64.hi, rel=1e-5)
+    f = ref.reshape(-1, 9).double()
+    peak = f.abs().amax(dim=1, keepdim=True)
+    coef = (f / torch.where(peak == 0, torch.ones_like(peak), peak) - b32.mean) @ b32.basis.T
+    assert b32.lo == pytest.approx(float(coef.min()), rel=1e-12, abs=1e-300)
+    assert b32.hi == pytest.approx(float(coef.max()), rel=1e-12, abs=1e-300)
+    assert torch.equal(b32.hist, _float64_counts(ref, b32))

@@ -92,6 +92,24 @@ def _near_edges(y: torch.Tensor, tol: float) -> torch.Tensor:
     return (dist.sub_(y).abs_().amin(dim=0) < tol).nonzero().flatten()
 
 
+def coefficient_range(f: torch.Tensor, peak: torch.Tensor, mean: torch.Tensor,
+                      basis: torch.Tensor) -> tuple[float, float]:
+    """Min and max over all rows of ``basis`` of the coefficients ``b_k · (f / peak - mean)``
+    of the finite ``(n, K)`` filters, as float64 arithmetic gives them: one float32 product
+    for all, then float64 for the few filters whose float32 extreme lies within round-off
+    of the overall one."""
+    frame = Frame(mean, basis, 0.0, 1.0, 1)  # scale 1, offset -b_k · mean: the coefficients
+    y = _positions(f, peak, frame)
+    low, high = y.amin(dim=0), y.amax(dim=0)  # per filter (two fast passes over K rows)
+    lo, hi = float(low.min()), float(high.max())
+    tol = 2.0 * _roundoff(f.dtype, frame)
+    if tol == 0.0:
+        return lo, hi
+    near = ((low <= lo + tol) | (high >= hi - tol)).nonzero().flatten()
+    exact = _exact_positions(f[near], peak[near], frame)
+    return float(exact.min()), float(exact.max())
+
+
 def bin_counts(f: torch.Tensor, peak: torch.Tensor, frame: Frame) -> torch.Tensor:
     """``(K, bins)`` float64 counts of the coefficients of the finite ``(n, K)`` filters ``f``
     (float32 or float64; ``peak`` from :func:`_row_peaks`); coefficients outside

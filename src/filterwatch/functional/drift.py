@@ -20,9 +20,10 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._binning import Frame, _row_peaks, bin_counts
-from ._filters import _check_weight, _filter_matrix, _safe_scale
+from ._binning import Frame, _row_peaks, bin_counts, coefficient_range
+from ._filters import _check_weight, _filter_matrix, _safe_scale, _transposed
 from ._scratch import _scratch
+from .entropy import _variance_entropy_update_t
 
 __all__ = ["DriftBasis", "DriftResult", "drift", "drift_basis", "drift_noise_floor", "peak_scale"]
 
@@ -119,20 +120,18 @@ def drift_basis(reference: torch.Tensor, bins: int = BINS) -> DriftBasis:
     n = int(f.shape[0])
     if n < 2:
         raise UndefinedMeasureError(f"drift needs a reference of at least 2 filters, got {n}")
-    out = _scratch(tuple(f.shape), torch.float64, f.device, "drift-filters")
-    scaled = f.to(torch.float64, copy=True) if out is None else out.copy_(f)
-    p = peak.to(torch.float64)
-    scaled.div_(torch.where(p == 0, torch.ones_like(p), p)[:, None])
-    mean = scaled.mean(dim=0)
-    centred = scaled.sub_(mean)
-    evals, evecs = torch.linalg.eigh(centred.T @ centred / (n - 1))
+    # the scaled filters' moments in their own precision (shifted, float64 sums), as VE
+    scaled_t = _transposed(f, _scratch((int(f.shape[1]), n), f.dtype, f.device, "moments"))
+    scaled_t.div_(torch.where(peak == 0, torch.ones_like(peak), peak)[None, :])
+    sums = _variance_entropy_update_t(scaled_t)
+    mean = sums.s1 / n
+    evals, evecs = torch.linalg.eigh((sums.s2 - n * torch.outer(mean, mean)) / (n - 1))
     order = torch.argsort(evals, descending=True)
     lam = evals[order].clamp_min(0.0)
     basis = _sign_fix(evecs[:, order].T.contiguous())
     total = float(lam.sum())
     explained = lam / total if total > 0 else torch.zeros_like(lam)
-    lo_t, hi_t = torch.aminmax(basis @ centred.T)  # the range in float64
-    lo, hi = float(lo_t), float(hi_t)
+    lo, hi = coefficient_range(f, peak, mean, basis)
     if hi - lo <= 0.0:
         lo, hi = lo - 0.5, hi + 0.5  # np.histogram's convention for a degenerate range
     hist = bin_counts(f, peak, Frame(mean, basis, lo, hi, bins))  # as drift() will bin

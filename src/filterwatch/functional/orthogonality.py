@@ -6,10 +6,11 @@ import torch
 
 from ..errors import UndefinedMeasureError
 from ._filters import _output_filter_matrix, _prepare
+from ._gemm import _mm_nt
 
 __all__ = ["orthogonality"]
 
-_BLOCKS = 8  # row blocks per Gram matrix: only the upper triangle of blocks is computed
+_BLOCKS = 4  # row blocks per Gram matrix: only the upper triangle of blocks is computed
 _MIN_BLOCK = 64
 _GPU_FULL = 16384  # on a GPU, one whole Gram matrix up to this many output filters (1 GiB)
 
@@ -35,7 +36,7 @@ def _orthogonality_update(rows: torch.Tensor) -> torch.Tensor:
     total = torch.zeros((), dtype=torch.float64, device=rows.device)
     for i in range(0, n, block):
         a = rows[i : i + block]
-        g = (a @ rows[i:].T).mul_(inv[i : i + block, None]).mul_(inv[None, i:])
+        g = _mm_nt(a, rows[i:]).mul_(inv[i : i + block, None]).mul_(inv[None, i:])
         diag = g[:, : a.shape[0]]
         diag.diagonal().sub_(1.0)
         total += diag.abs().sum(dtype=torch.float64)
