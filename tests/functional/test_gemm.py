@@ -12,12 +12,27 @@ from filterwatch.functional._gemm import _mm_nt, _onednn_linear
 from filterwatch.functional.orthogonality import _orthogonality_update
 
 
-@pytest.fixture
-def fresh_probe():
-    """Each test probes afresh, and leaves a fresh probe behind."""
+@pytest.fixture(autouse=True)
+def fresh_probe(monkeypatch: pytest.MonkeyPatch):
+    """Each test probes afresh and leaves a fresh probe behind; oneDNN takes products of any
+    size here (in use, only large ones: small ones are faster through torch.mm)."""
+    monkeypatch.setattr(_gemm, "_MIN_MACS", 0)
     _onednn_linear.cache_clear()
     yield
     _onednn_linear.cache_clear()
+
+
+def test_small_products_take_torch_mm(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    op = _onednn_linear()
+    if op is None:
+        pytest.skip("torch has no oneDNN linear op here")
+    monkeypatch.setattr(_gemm, "_onednn_linear", lambda: (lambda *args: calls.append(1) or op(*args)))
+    monkeypatch.setattr(_gemm, "_MIN_MACS", 1000)
+    _mm_nt(torch.randn(8, 10), torch.randn(9, 10))   # 720 multiply-adds: torch.mm
+    assert calls == []
+    _mm_nt(torch.randn(10, 10), torch.randn(10, 10))  # 1000: oneDNN
+    assert calls == [1]
 
 
 def _exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -49,7 +64,7 @@ def test_other_dtypes_subclasses_grad_and_empty_take_torch_mm() -> None:
     assert _mm_nt(empty, torch.ones(2, 3)).shape == (0, 2)
 
 
-def test_switch_and_missing_onednn_fall_back(fresh_probe, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switch_and_missing_onednn_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     a = torch.randn(6, 9)
     monkeypatch.setenv("FILTERWATCH_ONEDNN", "0")
     assert _onednn_linear() is None
@@ -60,8 +75,7 @@ def test_switch_and_missing_onednn_fall_back(fresh_probe, monkeypatch: pytest.Mo
     assert _onednn_linear() is None
 
 
-def test_a_wrong_or_failing_private_op_is_never_used(fresh_probe,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_or_failing_private_op_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """The op is private to torch: one that raises or returns a wrong product is refused."""
 
     class FakeOps:
@@ -83,8 +97,7 @@ def test_a_wrong_or_failing_private_op_is_never_used(fresh_probe,
 
 
 @pytest.mark.parametrize("onednn", ["1", "0"])
-def test_orthogonality_sum_is_the_same_either_way(fresh_probe, monkeypatch: pytest.MonkeyPatch,
-                                                  onednn: str) -> None:
+def test_orthogonality_sum_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch, onednn: str) -> None:
     monkeypatch.setenv("FILTERWATCH_ONEDNN", onednn)
     rows = torch.randn(300, 72, generator=torch.Generator().manual_seed(3))
     rows[7] = 0.0  # a zero row adds 1 through the diagonal either way

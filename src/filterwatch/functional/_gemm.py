@@ -24,6 +24,10 @@ __all__: list[str] = []
 
 _Op = Callable[..., torch.Tensor]
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+# oneDNN compiles a kernel for each new shape (0.4-1 ms, once per process) and is slower than
+# MKL for small products; from about this many multiply-adds it pays for itself at once
+# (measured: 128x512x4608 takes 1.4 ms instead of 3.2; 64x64x576 gains nothing)
+_MIN_MACS = 32 * 2**20
 
 
 @functools.cache
@@ -45,10 +49,12 @@ def _onednn_linear() -> _Op | None:
 
 
 def _mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b.T`` for 2-D ``a (m, k)`` and ``b (n, k)``: oneDNN for plain float32 CPU
-    tensors where available, ``torch.mm`` everywhere else (other devices and dtypes,
-    tensor subclasses, empty operands)."""
-    plain = all(type(t) in _PLAIN and t.dtype == torch.float32 and t.device.type == "cpu"
-                and t.numel() and not t.requires_grad for t in (a, b))
+    """``a @ b.T`` for 2-D ``a (m, k)`` and ``b (n, k)``: oneDNN for large products of plain
+    float32 CPU tensors where available, ``torch.mm`` everywhere else (small products, other
+    devices and dtypes, tensor subclasses, tensors that need gradients)."""
+    macs = int(a.shape[0]) * int(b.shape[0]) * int(a.shape[1])
+    plain = macs >= max(_MIN_MACS, 1) and all(
+        type(t) in _PLAIN and t.dtype == torch.float32 and t.device.type == "cpu"
+        and not t.requires_grad for t in (a, b))
     op = _onednn_linear() if plain else None
     return a @ b.T if op is None else op(a, b, None, "none", [], "")
