@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from ..gate import Violation, evaluate
-from ..gate.decision import GateMode, GateStoppingReason
+from ..gate.decision import GATE_TAG, GateMode, GateStoppingReason
 from ..integrations.training import GateSettings
 from ..layers import has_sharded_parameters
 from ._common import current_layers, has_conv
@@ -80,18 +80,14 @@ class FilterGate(GateSettings, Callback):
             self._run_check(trainer, pl_module)
 
     def _share(self, trainer: pl.Trainer, pl_module: pl.LightningModule, layers: list[Any]) -> None:
-        """Use the Monitor of a FilterWatch on the same trainer: one reference and one analysis
-        per step for both. Only when it fits: the watch measures every layer the gate checks,
-        and the gate was given no reference of its own."""
+        """Use the Monitor of a FilterWatch on the same trainer where it fits (see
+        :meth:`~filterwatch.integrations.training.GateSettings._shareable`)."""
         watch = next((cb for cb in trainer.callbacks if isinstance(cb, FilterWatch)), None)  # type: ignore[attr-defined]
-        if watch is None or watch.disabled or self.monitor.user_reference:
-            return
-        if self.monitor.spectral and not (watch.monitor.spectral and watch.monitor.spectral_every == 1):
-            return
-        watched = {layer.name for layer in current_layers(trainer, pl_module, watch.selection)}
-        if all(layer.name in watched for layer in layers):
-            self.monitor = watch.monitor
-            self._shared_with = watch
+        shared = self._shareable(
+            watch, lambda w: (layer.name for layer in current_layers(trainer, pl_module, w.selection)),
+            layers)
+        if shared is not None:
+            self.monitor, self._shared_with = shared.monitor, shared
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -119,21 +115,16 @@ class FilterGate(GateSettings, Callback):
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations
         violations = trainer.strategy.broadcast(violations, src=0)  # rank zero decides ...
-        self.failures = self.failures + 1 if violations else 0
-        should_stop, reason = self._evaluate_stopping_criteria(violations, self.failures)
+        should_stop, reason = self._decide(violations)
         should_stop = trainer.strategy.reduce_boolean_decision(should_stop, all=False)  # ... all agree
         for lg in trainer.loggers if trainer.is_global_zero else []:
-            lg.log_metrics({"filterwatch/gate_violations": float(len(violations))},
-                           step=trainer.global_step)
+            lg.log_metrics({GATE_TAG: float(len(violations))}, step=trainer.global_step)
         if reason and not should_stop:
             rank_zero_warn(f"FilterGate: {reason}")
-        if should_stop:
-            self.stopping_reason_message = reason
-            if self.mode == "stop":
-                trainer.should_stop = True
-                self.stopped_step = trainer.global_step
-                self.stopping_reason = GateStoppingReason.RULES_FAILED
-                rank_zero_info(f"FilterGate stopped training at step {trainer.global_step}: {reason}")
-            else:
-                rank_zero_warn(f"FilterGate (mode='warn'): {reason}")
-            self.failures = 0
+        if not should_stop:
+            return
+        if self._stopped(trainer.global_step, reason):
+            trainer.should_stop = True
+            rank_zero_info(f"FilterGate stopped training at step {trainer.global_step}: {reason}")
+        else:
+            rank_zero_warn(f"FilterGate (mode='warn'): {reason}")

@@ -199,8 +199,7 @@ class FilterWatch(WatchSettings, Callback):
             if self.monitor.history_error:
                 self._history_failed(self.monitor.history_error)
                 self.monitor.history_error = ""
-            metrics = self.monitor.scalars(report)
-            metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
+            metrics = self.monitor.scalars(report, overhead_s=time.perf_counter() - start)
             for lg in trainer.loggers:
                 if id(lg) not in self._sinks:
                     lg.log_metrics(metrics, step=step)

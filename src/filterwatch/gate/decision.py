@@ -12,9 +12,11 @@ from ..errors import InputError
 from .evaluate import Violation
 from .rules import GateConfig, load_rules, rules_from_mapping
 
-__all__ = ["GateMode", "GateStoppingReason", "check_gate_args", "gate_config", "stopping_decision"]
+__all__ = ["GATE_TAG", "GateMode", "GateStoppingReason", "check_gate_args", "gate_config",
+           "stopping_decision"]
 
 GateMode = Literal["stop", "warn"]
+GATE_TAG = "filterwatch/gate_violations"  # what a training-time gate logs at each check
 
 
 class GateStoppingReason(Enum):

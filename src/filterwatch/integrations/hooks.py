@@ -166,8 +166,7 @@ class Watcher(MonitorViews):
         collect = None if self._sink is None else self._sink.collector(final)
         report, _ = self.monitor.measure(layers, step, final=final, on_kernel=collect)
         new_alerts = self.monitor.take_alerts()
-        metrics = self.monitor.scalars(report)
-        metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
+        metrics = self.monitor.scalars(report, overhead_s=time.perf_counter() - start)
         if self._sink is not None:
             self._sink.write(report, self.history, new_alerts, self.reference,
                              scalars=metrics, final=final)

@@ -11,9 +11,9 @@ re-creates callbacks from them when it resumes).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -25,11 +25,14 @@ from ..gate.decision import (
     gate_config,
     stopping_decision,
 )
-from ..layers import LayerSelection, check_selection
+from ..layers import ConvLayer, LayerSelection, check_selection
 from ..monitor import AlertRules, Monitor, MonitorViews, Schedule, check_count
 from ..reference import Reference
 
 __all__ = ["GateSettings", "WatchSettings"]
+
+
+W = TypeVar("W", bound="WatchSettings")
 
 
 def _as_json_path(value: object) -> str | None:
@@ -140,6 +143,36 @@ class GateSettings:
                                     failures: int) -> tuple[bool, str | None]:
         """``(should_stop, reason)`` from this check's violations and the failure streak."""
         return stopping_decision(violations, failures, self.patience)
+
+    def _decide(self, violations: Sequence[Violation]) -> tuple[bool, str | None]:
+        """One check's violations: the failure streak grows (or restarts), then the decision."""
+        self.failures = self.failures + 1 if violations else 0
+        return self._evaluate_stopping_criteria(list(violations), self.failures)
+
+    def _stopped(self, step: int, reason: str | None) -> bool:
+        """Keep a decision to stop and start the streak again: with ``mode="stop"`` the run
+        stops at ``step`` (True, the caller stops its trainer); with ``"warn"`` only the
+        reason is kept (False, the caller warns)."""
+        self.stopping_reason_message = reason
+        self.failures = 0
+        if self.mode != "stop":
+            return False
+        self.stopped_step = step
+        self.stopping_reason = GateStoppingReason.RULES_FAILED
+        return True
+
+    def _shareable(self, watch: W | None, watched: Callable[[W], Iterable[str]],
+                   layers: Sequence[ConvLayer]) -> W | None:
+        """``watch`` if the gate can use its Monitor (one reference and one analysis per step
+        for both), else None: the gate was given no reference of its own, the watch computes
+        on every snapshot the spectral measures the gate's rules need, and it measures every
+        layer the gate checks (``watched(watch)`` names its layers)."""
+        if watch is None or watch.disabled or self.monitor.user_reference:
+            return None
+        if self.monitor.spectral and not (watch.monitor.spectral and watch.monitor.spectral_every == 1):
+            return None
+        names = set(watched(watch))
+        return watch if all(layer.name in names for layer in layers) else None
 
     def _gate_state(self) -> dict[str, Any]:
         return {"failures": self.failures, "stopped_step": self.stopped_step,

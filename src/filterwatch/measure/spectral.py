@@ -11,6 +11,9 @@ from ..functional.spectral import conv_operator_norm, lipschitz_bound, matrix_sp
 
 __all__ = ["Spectral", "check_input_size", "spectral_values"]
 
+# what the layer's matrix spectrum and the certified bound give (all but ``lipschitz``)
+_FROM_MATRIX = ("spectral_norm", "condition_number", "stable_rank", "effective_rank", "lipschitz_bound")
+
 
 class Spectral(NamedTuple):
     """Spectral options: ``input_size`` adds the exact circular-padding norm at that size."""
@@ -39,15 +42,14 @@ def check_input_size(value: object, arg: str = "input_size") -> tuple[int, ...] 
 def spectral_values(weight: torch.Tensor, groups: int,
                     input_size: tuple[int, ...] | None) -> dict[str, tuple[float | None, str]]:
     """``{measure: (value, reason)}`` for every spectral measure of one kernel."""
-    out: dict[str, tuple[float | None, str]] = {}
+    out: dict[str, tuple[float | None, str]]
     try:
         s = matrix_spectrum(weight, groups)
-        out.update(spectral_norm=(s.spectral_norm, ""), condition_number=(s.condition_number, s.reason),
-                   stable_rank=(s.stable_rank, ""), effective_rank=(s.effective_rank, ""),
-                   lipschitz_bound=(lipschitz_bound(weight, groups), ""))
-    except UndefinedMeasureError as exc:
-        for key in ("spectral_norm", "condition_number", "stable_rank", "effective_rank", "lipschitz_bound"):
-            out[key] = (None, str(exc))
+        out = {"spectral_norm": (s.spectral_norm, ""), "condition_number": (s.condition_number, s.reason),
+               "stable_rank": (s.stable_rank, ""), "effective_rank": (s.effective_rank, ""),
+               "lipschitz_bound": (lipschitz_bound(weight, groups), "")}
+    except UndefinedMeasureError as exc:  # the same measures, each with the reason
+        out = dict.fromkeys(_FROM_MATRIX, (None, str(exc)))
     if input_size is not None:
         sizes = input_size * (weight.ndim - 2) if len(input_size) == 1 else input_size
         try:

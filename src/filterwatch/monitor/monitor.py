@@ -34,6 +34,7 @@ SCALAR_MEASURES: tuple[str, ...] = tuple(m.key for m in select(scalar=True))
 # which no layer name can take (a layer may be called "model")
 LAYER_TAG = "filterwatch/{layer}/{measure}"
 MODEL_TAG = "filterwatch_model/{measure}"
+OVERHEAD_TAG = "filterwatch/overhead_ms"  # what the snapshot itself cost
 # model surgery mid-run: explain, don't fail
 _LENIENT = Matching(allow_unmatched=True, allow_kernel_change=True)
 
@@ -172,9 +173,10 @@ class Monitor:
         report.summary = summarize(report.layers)
 
     @staticmethod
-    def scalars(report: Report) -> dict[str, float]:
+    def scalars(report: Report, overhead_s: float | None = None) -> dict[str, float]:
         """Flat ``{prefix/<layer>/<measure>: value}`` plus ``{prefix_model/<measure>}`` (outside
-        the layers' namespace: a layer called ``model`` keeps its own tags)."""
+        the layers' namespace: a layer called ``model`` keeps its own tags), and the
+        snapshot's cost in milliseconds when ``overhead_s`` is given."""
         out: dict[str, float] = {}
         for layer in report.layers:
             for m in SCALAR_MEASURES:
@@ -187,6 +189,8 @@ class Monitor:
         product = report.settings.get("lipschitz_bound_product")  # the stack's bound, not a mean
         if product is not None and math.isfinite(product):
             out[MODEL_TAG.format(measure="lipschitz_bound")] = float(product)
+        if overhead_s is not None:
+            out[OVERHEAD_TAG] = overhead_s * 1000.0
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from ...errors import InputError
 from ...gate import Violation, evaluate
-from ...gate.decision import GateStoppingReason
+from ...gate.decision import GATE_TAG, GateStoppingReason
 from ...layers import ConvLayer, discover_layers, has_sharded_parameters
 from ..training import GateSettings
 from . import _common as c
@@ -102,18 +102,14 @@ class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState)
         return discover_layers(model, select=select)
 
     def _share(self, model: nn.Module, layers: list[ConvLayer]) -> None:
-        """Use the Monitor of a FilterWatchCallback on the same Trainer when it measures every
-        layer the gate checks and the gate was given no reference of its own."""
+        """Use the Monitor of a FilterWatchCallback on the same Trainer where it fits (see
+        :meth:`~filterwatch.integrations.training.GateSettings._shareable`)."""
         callbacks = self._handler.callbacks if self._handler is not None else []
         watch = next((cb for cb in callbacks if isinstance(cb, FilterWatchCallback)), None)
-        if watch is None or watch.disabled or self.monitor.user_reference:
-            return
-        if self.monitor.spectral and not (watch.monitor.spectral and watch.monitor.spectral_every == 1):
-            return
-        watched = {layer.name for layer in self._layers(model, watch.selection)}
-        if all(layer.name in watched for layer in layers):
-            self.monitor = watch.monitor
-            self._shared_with = watch
+        shared = self._shareable(
+            watch, lambda w: (layer.name for layer in self._layers(model, w.selection)), layers)
+        if shared is not None:
+            self.monitor, self._shared_with = shared.monitor, shared
 
     def _check(self, args: Any, state: Any, control: Any, model: nn.Module | None,
                kwargs: dict[str, Any]) -> None:
@@ -134,22 +130,16 @@ class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations
         violations = c.broadcast(violations)  # the main process decides, for every process
-        self.failures = self.failures + 1 if violations else 0
-        should_stop, reason = self._evaluate_stopping_criteria(violations, self.failures)
+        should_stop, reason = self._decide(violations)
         if c.is_zero(state):
-            c.forward_logs(self._handler, args, state, control,
-                           {"filterwatch/gate_violations": float(len(violations))},
+            c.forward_logs(self._handler, args, state, control, {GATE_TAG: float(len(violations))},
                            (), model=model, **kwargs)
         if reason and not should_stop and c.is_zero(state):
             c.warn(f"FilterGateCallback: {reason}")
         if not should_stop:
             return
-        self.stopping_reason_message = reason
-        self.failures = 0
-        if self.mode == "stop":
+        if self._stopped(step, reason):
             control.should_training_stop = True
-            self.stopped_step = step
-            self.stopping_reason = GateStoppingReason.RULES_FAILED
             if c.is_zero(state):  # a decision, not a malfunction: one line on its logger
                 _LOG.warning("FilterGateCallback stopped training at step %d: %s", step, reason)
         elif c.is_zero(state):

@@ -187,8 +187,7 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             if self.monitor.history_error:
                 c.warn(f"FilterWatchCallback stopped its history file: {self.monitor.history_error}")
                 self.monitor.history_error = ""
-            metrics = self.monitor.scalars(report)
-            metrics["filterwatch/overhead_ms"] = (time.perf_counter() - start) * 1000.0
+            metrics = self.monitor.scalars(report, overhead_s=time.perf_counter() - start)
             # TensorBoard gets the scalars from the sink, with the extras, in one event
             skip = (TensorBoardCallback,) if self._sink else ()
             c.forward_logs(self._handler, args, state, control, metrics, skip, model=model, **kwargs)
