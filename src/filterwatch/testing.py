@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .gate import GateConfig, evaluate, load_rules, rules_from_mapping
+from .gate.rules import RENAMED_RULES
 from .measure import analyze
 from .reference import Matching, Reference
 from .report import Report
@@ -49,15 +50,16 @@ def assert_filters_healthy(
     base = config if isinstance(config, GateConfig) else (
         GateConfig() if config is None else load_rules(config))
     if rules:
-        extra = rules_from_mapping({k.replace("_", "-"): v for k, v in rules.items()},
-                                   source="assert_filters_healthy")
+        table = {k.replace("_", "-"): v for k, v in rules.items()}
+        extra = rules_from_mapping(table, source="assert_filters_healthy")
+        given = {RENAMED_RULES.get(k, k).replace("-", "_") for k in table}
         base = replace(base, rules=replace(base.rules, **{
-            k: getattr(extra.rules, k) for k in rules if k not in ("kernel_sizes", "include", "exclude")
+            k: getattr(extra.rules, k) for k in given if k not in ("kernel_sizes", "include", "exclude")
         }), kernel_sizes=extra.kernel_sizes or base.kernel_sizes,
             include=extra.include or base.include, exclude=extra.exclude or base.exclude)
     ref = Reference.load(reference) if isinstance(reference, str | Path) else reference
-    report = analyze(model_or_path, select=base.select, reference=ref,
-                     matching=matching)
+    report = analyze(model_or_path, select=base.select, reference=ref, matching=matching,
+                     spectral=base.needs_spectral)  # as `filterwatch check` does
     verdict = evaluate(report, base)
     if not verdict.passed:
         lines = [f"filterwatch: {len(verdict.violations)} violation(s) in {report.source}:"]

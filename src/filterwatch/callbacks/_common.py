@@ -26,3 +26,16 @@ def current_layers(trainer: Any, pl_module: nn.Module, selection: LayerSelection
 
 def has_conv(layers: Sequence[ConvLayer]) -> bool:
     return any(not layer.unavailable for layer in layers)
+
+
+def horizon(trainer: Any) -> tuple[float | None, float | None]:
+    """``(optimizer steps of the whole fit, optimizer steps per epoch)`` where Lightning knows
+    them (``None`` or infinite where it does not: an iterable of unknown length)."""
+    try:
+        total = float(trainer.estimated_stepping_batches)
+    except Exception:  # no length to estimate from: the floor then has no horizon
+        total = None
+    per_epoch = getattr(trainer, "num_training_batches", None)
+    accumulate = max(int(getattr(trainer, "accumulate_grad_batches", 1) or 1), 1)
+    per_epoch = None if not isinstance(per_epoch, int | float) else per_epoch / accumulate
+    return total, per_epoch

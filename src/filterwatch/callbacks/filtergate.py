@@ -12,7 +12,7 @@ from ..gate import Violation, evaluate
 from ..gate.decision import GATE_TAG, GateMode, GateStoppingReason
 from ..integrations.training import GateSettings
 from ..layers import has_sharded_parameters
-from ._common import current_layers, has_conv
+from ._common import current_layers, has_conv, horizon
 from .filterwatch import FilterWatch
 
 __all__ = ["FilterGate", "GateMode", "GateStoppingReason"]
@@ -27,8 +27,8 @@ class FilterGate(GateSettings, Callback):
             (or the defaults).
         mode: ``"stop"`` sets ``trainer.should_stop``; ``"warn"`` only reports.
         patience: consecutive failing checks before acting.
-        every_n_steps, every_n_epochs: when to check (default: every epoch); at most once
-            per optimizer step, never at step 0.
+        every_n_steps, every_n_epochs: when to check (default: every epoch, and within every
+            10 % of a run of known length); at most once per optimizer step, never at step 0.
         reference: drift reference (a Reference or file); default: weights at the start of fit.
 
     Errors inside the gate propagate: a gate is a check the user asked to be enforced.
@@ -64,6 +64,7 @@ class FilterGate(GateSettings, Callback):
     # -- hooks --------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.schedule.begin(trainer.global_step)
+        self.schedule.set_horizon(*horizon(trainer))
         if self.schedule.fresh(trainer.global_step):
             self.schedule.skip(trainer.global_step)  # no check before training has done anything
         layers = current_layers(trainer, pl_module, self.selection)

@@ -22,8 +22,8 @@ from ..integrations.tensorboard import TensorBoardSink
 from ..integrations.training import WatchSettings
 from ..layers import has_sharded_parameters
 from ..measure import KernelRead
-from ..monitor import guarded, layer_changes, log_alerts
-from ._common import current_layers, has_conv
+from ..monitor import guarded, layer_changes, log_alerts, log_notes
+from ._common import current_layers, has_conv, horizon
 
 __all__ = ["FilterWatch"]
 
@@ -105,6 +105,7 @@ class FilterWatch(WatchSettings, Callback):
     @_guarded
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.schedule.begin(trainer.global_step)
+        self.schedule.set_horizon(*horizon(trainer))
         self._sharded = has_sharded_parameters(pl_module)
         layers = current_layers(trainer, pl_module, self.selection)
         if not has_conv(layers):
@@ -203,15 +204,17 @@ class FilterWatch(WatchSettings, Callback):
             for lg in trainer.loggers:
                 if id(lg) not in self._sinks:
                     lg.log_metrics(metrics, step=step)
+            notes = self.schedule.take_notes()
             for key, sink in list(self._sinks.items()):
                 try:
                     sink.write(report, self.history, new_alerts, self.reference,
-                               scalars=metrics, final=final)
+                               scalars=metrics, final=final, notes=notes)
                 except OSError as exc:  # unwritable / full log directory
                     del self._sinks[key]  # its logger gets the scalars through log_metrics again
                     rank_zero_warn(f"FilterWatch stopped writing TensorBoard extras: {exc}; "
                                    "scalars still go to the loggers.")
             log_alerts(new_alerts)
+            log_notes(notes)
         self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every rank must snapshot at the same steps: rank zero decides
             self.schedule.next_step = int(trainer.strategy.broadcast(self.schedule.next_step, src=0))

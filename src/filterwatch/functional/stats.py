@@ -89,6 +89,8 @@ class LayerValues(NamedTuple):
     filter_l2_mean: float
     ortho_abs: float
     dead_indices: list[int]
+    weight_sum: float  # Σw
+    peak: float        # max|w|
 
 
 _ROW_CHUNK = 65536  # filters per block of the CPU pass: its buffers stay in the cache
@@ -247,15 +249,16 @@ def _layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
     scalars = torch.stack([torch.stack([
         s.nonfinite, s.n_sparse.to(s.peak), s.abs_sum, s.row_l2_sum, s.sumsq,
         s.ortho_abs if s.ortho_abs is not None else torch.full_like(s.peak, math.nan),
-        s.dead.sum().to(s.peak),
+        s.dead.sum().to(s.peak), s.s1.sum().to(s.peak), s.peak,
     ]) for s in stats]).tolist()
     out = []
     for s, row, v, vc in zip(stats, scalars, ve, ve_clean, strict=True):
-        nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead = row
+        nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead, total, peak = row
         out.append(LayerValues(
             nonfinite=int(nonfinite), n_sparse=int(n_sparse), variance_entropy=v,
             variance_entropy_clean=vc, weight_norm=math.sqrt(sumsq) / s.scale,
             filter_l1_mean=abs_sum / s.scale / s.n, filter_l2_mean=l2_sum / s.scale / s.n, ortho_abs=ortho,
             dead_indices=s.dead.nonzero().flatten().tolist() if dead else [],
+            weight_sum=total / s.scale, peak=peak / s.scale,
         ))
     return out

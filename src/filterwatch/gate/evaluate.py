@@ -29,6 +29,8 @@ class Violation:
     group: str
     hint: str
     baseline: float | None = None  # the baseline's value, for a regression from it
+    count: int | None = None  # a share rule: how many output channels ...
+    total: int | None = None  # ... of how many
 
     @property
     def message(self) -> str:
@@ -38,7 +40,8 @@ class Violation:
             return (f"{self.layer}: {self.measure} = {self.value:.4g}, worse than the baseline's "
                     f"{self.baseline:.4g} beyond the tolerance (limit {self.limit:.4g}); "
                     f"hint: {self.hint}")
-        return (f"{self.layer}: {self.measure} = {self.value:.4g} violates {self.rule} "
+        of = "" if self.count is None else f" ({self.count} of {self.total} output channels)"
+        return (f"{self.layer}: {self.measure} = {self.value:.4g}{of} violates {self.rule} "
                 f"{self.limit:.4g}; hint: {self.hint}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,8 +106,9 @@ def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -
         verdict.add(layer.name, m.gate_group, None, skip=layer.undefined.get(m.key, missing))
         return
     bad = value > limit if m.worse == "high" else value < limit
-    verdict.add(layer.name, m.gate_group,
-                Violation(layer.name, m.key, value, limit, rule, m.gate_group, m.hint) if bad else None)
+    count = {"count": int(layer.value(m.key) or 0), "total": layer.shape[0]} if m.gate == "share" else {}
+    verdict.add(layer.name, m.gate_group, Violation(
+        layer.name, m.gated_quantity, value, limit, rule, m.gate_group, m.hint, **count) if bad else None)
 
 
 def evaluate(report: Report, config: GateConfig | None = None) -> Verdict:

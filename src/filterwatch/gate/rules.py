@@ -1,8 +1,11 @@
 """Gate rules: thresholds from ``[tool.filterwatch.gate]`` in pyproject.toml or a TOML file.
 
 Defaults flag what is clearly broken, not what is merely degenerate by the paper's
-definitions (good production models have layers with 30-45 % sparse filters, depthwise layers
-with VE < 0.25 and orthogonality < 0.2). Stricter limits are a project's opt-in, globally or
+definitions (good production models have layers with up to 44 % sparse filters, 3 % dead
+output channels, depthwise layers with VE 0.18 and orthogonality 0.14). They come from the
+calibration table (``benchmarks/calibration.py``, README "How the defaults were chosen"):
+each limit is the midpoint between the worst healthy value and the least damage that must
+fail (half the output channels dead, three quarters of the filters sparse, one pattern). Stricter limits are a project's opt-in, globally or
 per layer with ``[[tool.filterwatch.gate.layer]]`` tables that have a ``pattern`` glob.
 """
 
@@ -26,7 +29,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["GateConfig", "GateRules", "LayerOverride", "load_rules", "rules_from_mapping"]
+__all__ = ["RENAMED_RULES", "GateConfig", "GateRules", "LayerOverride", "load_rules", "rules_from_mapping"]
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,12 @@ class GateRules:
     """Limits one layer must satisfy. ``None`` switches a rule off.
 
     Attributes:
-        max_sparsity: most share of sparse filters (default 0.9: nearly all filters ~0).
-        min_variance_entropy: least VE (default 0.05: collapsed to one pattern).
+        max_sparsity: most share of sparse filters (default 0.6).
+        min_variance_entropy: least VE (default 0.1: collapsed to one pattern).
         max_variance_entropy_norm: most normalised VE (random-like); off by default.
         min_orthogonality: least orthogonality; off by default (depthwise layers are low).
-        max_dead_channels: most share of all-zero output channels (default 0.99: all dead).
+        max_dead_channel_share: most share of all-zero output channels (default 0.25; the
+            measure ``dead_channels`` counts them; ``max-dead-channels``, its old name, works).
         max_drift: most drift from the reference (default 2.0, beyond the paper's outliers
             of about 1.35); applied only to layers with at least ``drift_min_filters``.
         drift_min_filters: smaller layers are too noisy for a drift limit (see README).
@@ -49,11 +53,11 @@ class GateRules:
             Turns on the spectral measures.
     """
 
-    max_sparsity: float | None = 0.9
-    min_variance_entropy: float | None = 0.05
+    max_sparsity: float | None = 0.6
+    min_variance_entropy: float | None = 0.1
     max_variance_entropy_norm: float | None = None
     min_orthogonality: float | None = None
-    max_dead_channels: float | None = 0.99
+    max_dead_channel_share: float | None = 0.25
     max_drift: float | None = 2.0
     drift_min_filters: int = 1024
     allow_nonfinite: bool = False
@@ -102,6 +106,8 @@ class GateConfig:
 
 
 _RULE_KEYS = {f.name.replace("_", "-"): f for f in fields(GateRules)}
+# old names that still work: each says what it meant and which name replaces it
+RENAMED_RULES = {"max-dead-channels": "max-dead-channel-share"}
 _SELECT_KEYS = ("kernel-sizes", "include", "exclude", "layer")
 
 
@@ -110,7 +116,7 @@ def _allowed(f: Any) -> str:
         return "true or false"
     if f.name == "drift_min_filters":
         return "an integer >= 0"
-    if "sparsity" in f.name or "dead" in f.name or "orthogonality" in f.name:
+    if "sparsity" in f.name or "share" in f.name or "orthogonality" in f.name:
         return "a number in [0, 1], or false to switch the rule off"
     return "a number >= 0, or false to switch the rule off"
 
@@ -140,6 +146,10 @@ def _rules(table: Mapping[str, Any], where: str, extra: tuple[str, ...] = ()) ->
     for key, value in table.items():
         if key in extra:
             continue
+        if key in RENAMED_RULES:
+            warnings.warn(f"{where}: `{key}` is now `{RENAMED_RULES[key]}` (the same share of output "
+                          "channels); the old name still works", FutureWarning, stacklevel=4)
+            key = RENAMED_RULES[key]
         if key not in _RULE_KEYS:
             allowed = ", ".join([*_RULE_KEYS, *extra])
             raise InputError(f"{where}: unknown key `{key}`; allowed keys: {allowed}")

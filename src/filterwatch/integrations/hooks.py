@@ -34,7 +34,7 @@ from ..layers import (
     layer_from_module,
     strip_wrapper_prefix,
 )
-from ..monitor import AlertRules, Monitor, MonitorViews, Schedule, log_alerts
+from ..monitor import AlertRules, Monitor, MonitorViews, Schedule, check_count, log_alerts, log_notes
 from ..reference import Reference
 from ..report import Report
 from .tensorboard import TensorBoardSink
@@ -166,11 +166,13 @@ class Watcher(MonitorViews):
         collect = None if self._sink is None else self._sink.collector(final)
         report, _ = self.monitor.measure(layers, step, final=final, on_kernel=collect)
         new_alerts = self.monitor.take_alerts()
+        notes = self.schedule.take_notes()
         metrics = self.monitor.scalars(report, overhead_s=time.perf_counter() - start)
         if self._sink is not None:
             self._sink.write(report, self.history, new_alerts, self.reference,
-                             scalars=metrics, final=final)
+                             scalars=metrics, final=final, notes=notes)
         log_alerts(new_alerts)  # one line each, as the callbacks print them
+        log_notes(notes)
         self.schedule.record(step, time.perf_counter() - start)
         return report
 
@@ -179,8 +181,9 @@ class Watcher(MonitorViews):
 def watch(
     model: nn.Module,
     *,
-    every_n_calls: int | None = 100,
+    every_n_calls: int | None = None,
     max_overhead: float = 0.01,
+    total_calls: int | None = None,
     writer: Any = None,
     reference: Reference | str | Path | None = None,
     select: LayerSelection | None = None,
@@ -194,8 +197,10 @@ def watch(
     """Watch a model's conv filters during a hand-written training loop.
 
     A snapshot is taken during forward calls 1, n+1, 2n+1, ... of ``model`` (``n`` =
-    ``every_n_calls``; ``None`` places them adaptively within ``max_overhead`` of the time);
-    the first one is the drift reference unless ``reference`` is given. With a
+    ``every_n_calls``); by default they are placed adaptively within ``max_overhead`` of the
+    time, and, where ``total_calls`` says how many forward calls the loop makes, at most 10 %
+    of them apart (the floor, as FilterWatch's). The first one is the drift reference unless
+    ``reference`` is given. With a
     ``SummaryWriter``, scalars, histograms, images and alerts go to TensorBoard. When the
     block ends, a final snapshot of the weights as they are then is taken. A measuring error
     warns and stops the watching (``strict=True`` raises it instead). ``spectral`` adds the
@@ -214,6 +219,8 @@ def watch(
         raise InputError(f"`model` expected an nn.Module, got {type(model).__name__}")
     schedule = Schedule(every_n_calls, None, max_overhead=max_overhead,
                         names=("every_n_calls", "every_n_epochs"))
+    if total_calls is not None:
+        schedule.set_horizon(check_count("total_calls", total_calls))
     selection = check_selection(select)
     everything = discover_layers(model, select=LayerSelection.everything())
     chosen = {layer.name for layer in everything if selection.accepts(layer.name, layer.kernel_size)}

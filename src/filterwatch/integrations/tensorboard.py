@@ -145,9 +145,12 @@ class TensorBoardSink:
         return collect
 
     def write(self, report: Report, history: Sequence[Report], new_alerts: Sequence[Alert],
-              reference: Reference | None, *, scalars: dict[str, float], final: bool = False) -> None:
+              reference: Reference | None, *, scalars: dict[str, float], final: bool = False,
+              notes: Sequence[str] = ()) -> None:
         """Everything of one snapshot in one TensorBoard event (one ``Summary`` of many values:
-        a write per value costs about 0.1 ms each, and a snapshot has hundreds)."""
+        a write per value costs about 0.1 ms each, and a snapshot has hundreds); ``notes``
+        (the schedule's) go to ``filterwatch/notes``. The final snapshot always has the
+        heatmaps, whatever the budget."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         step = int(report.step or 0)
@@ -159,10 +162,12 @@ class TensorBoardSink:
         for name, extras in self._pending.items():
             values += self._layer_extras(name, extras, reference, report)
         self._pending = {}
-        if self._images_due(final) and len(history) >= _HEATMAP_MIN:  # a trend needs columns
-            values += self._budgeted_heatmaps(history, step)
+        if final or (self._images_due(final) and len(history) >= _HEATMAP_MIN):  # a trend needs columns
+            values += self._budgeted_heatmaps(history, step, final)
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
+        for note in notes:
+            self.writer.add_text("filterwatch/notes", note, step)
         if new_alerts:
             self._alerts(new_alerts, step)
         elif not self._alerts_seen and (self._count == 0 or final):
@@ -189,14 +194,16 @@ class TensorBoardSink:
             values.append(_image_value(f"filterwatch_filters/{name}", extras.grid))
         return values
 
-    def _budgeted_heatmaps(self, history: Sequence[Report], step: int) -> list[Any]:
-        """The heatmaps if the budget affords their last cost; otherwise a note, once."""
-        if self.affords is not None and not self.affords(self.heatmap_s):
+    def _budgeted_heatmaps(self, history: Sequence[Report], step: int, final: bool) -> list[Any]:
+        """The heatmaps if the budget affords their last cost (the final ones always);
+        otherwise a note, once."""
+        if not final and self.affords is not None and not self.affords(self.heatmap_s):
             if not self.heatmaps_skipped:
                 self.writer.add_text(
                     "filterwatch/notes", f"heatmaps skipped at step {step}: drawing them "
                     f"(~{self.heatmap_s * 1000:.0f} ms) would exceed the overhead budget of this "
-                    "short run; give every_n_steps (or a larger max_overhead) to always have them",
+                    "short run; the final snapshot has them. Give every_n_steps (or a larger "
+                    "max_overhead) to have them at every images_every-th snapshot",
                     step)
             self.heatmaps_skipped += 1
             return []

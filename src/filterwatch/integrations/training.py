@@ -114,9 +114,9 @@ class GateSettings:
         reference: Reference | str | Path | None = None,
     ) -> None:
         check_gate_args(mode, patience)
-        if every_n_steps is None and every_n_epochs is None:
-            every_n_epochs = 1
-        self.schedule = Schedule(every_n_steps, every_n_epochs, max_overhead=None)
+        floor = every_n_steps is None and every_n_epochs is None  # the default: in time
+        self.schedule = Schedule(every_n_steps, 1 if floor else every_n_epochs, max_overhead=None,
+                                 floor=floor)
         self.config = gate_config(rules, type(self).__name__)
         self.mode: GateMode = mode
         self.patience = patience

@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..functional._filters import _filter_matrix
 from ..functional._scratch import scratch_memory
 from ..functional.entropy import _normalize
+from ..functional.init_match import init_bound_ratio, init_match
 from ..functional.orthogonality import _orthogonality_compute
 from ..functional.sparsity import _sparsity_compute
 from ..functional.stats import (
@@ -105,6 +106,27 @@ def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix:
         r.undefined[f"{key}_norm"] = why
 
 
+def _fans(layer: ConvLayer) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` as ``torch.nn.init`` computes them on the stored weight (a
+    transposed conv stores ``(C_in, C_out/groups, *kernel)``)."""
+    k = math.prod(layer.kernel_size)
+    c_out, c_in_g = layer.shape[0], layer.shape[1]
+    if layer.kind.startswith("ConvTranspose"):
+        g = layer.groups or 1
+        return c_out // g * k, c_in_g * g * k
+    return c_in_g * k, c_out * k
+
+
+def _set_init(r: LayerReport, layer: ConvLayer, s: LayerStats, v: LayerValues) -> None:
+    """How the weights compare with a fresh initialisation (the evidence for "untrained")."""
+    fan_in, fan_out = _fans(layer)
+    r.init_bound_ratio = init_bound_ratio(v.peak, fan_in)
+    count = s.n * s.k
+    init = init_match(count, fan_in, fan_out, v.weight_sum / count, v.weight_norm / math.sqrt(count),
+                      v.peak)
+    r.fresh_init = None if init is None else init.name
+
+
 def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
     r = _base(layer)
     r.nonfinite = v.nonfinite
@@ -114,6 +136,7 @@ def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
         return r
     r.sparsity, r.n_sparse = _sparsity_compute(v.n_sparse, s.n), v.n_sparse
     r.weight_norm, r.filter_l1_mean, r.filter_l2_mean = v.weight_norm, v.filter_l1_mean, v.filter_l2_mean
+    _set_init(r, layer, s, v)
     _set_entropy(r, "variance_entropy", v.variance_entropy, s.n, s.k, "")
     if v.n_sparse == 0:  # nothing sparse: clean VE is VE, reasons included
         for src in ("variance_entropy", "variance_entropy_norm"):

@@ -1,7 +1,7 @@
 """Alerts during training: a layer that *changed* for the worse relative to where it started.
 
 Absolute values are judged by the gate; during training what matters is change: a layer that
-became much sparser, collapsed, turned random-like, lost whole channels or grew NaNs. Each
+became much sparser, collapsed, turned random-like, lost whole channels, blew up or grew NaNs. Each
 alert fires once when its condition starts to hold, and again only after it cleared.
 """
 
@@ -28,20 +28,24 @@ class AlertRules:
         random_like: normalised VE reached this while it started below ``random_like - 0.05``.
         spectral_growth: the condition number or the Lipschitz bound grew by this factor
             (spectral measures only).
+        weight_growth: the weight's Frobenius norm grew by this factor (a blow-up).
     """
 
     sparsity_increase: float = 0.2
     collapse_ratio: float = 0.5
     random_like: float = 1.0
     spectral_growth: float = 10.0
+    weight_growth: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("sparsity_increase", "collapse_ratio"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
                 raise InputError(f"`{name}` expected a number in (0, 1), got {v!r}")
-        if isinstance(self.spectral_growth, bool) or not self.spectral_growth > 1:
-            raise InputError(f"`spectral_growth` expected a number > 1, got {self.spectral_growth!r}")
+        for name in ("spectral_growth", "weight_growth"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 1:
+                raise InputError(f"`{name}` expected a number > 1, got {v!r}; hint: 10 is 10x")
         if self.random_like <= 0:
             raise InputError(f"`random_like` expected a positive number, got {self.random_like!r}")
 
@@ -104,12 +108,13 @@ def _dead(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[floa
     return None
 
 
-def _grew(key: str, what: str, hint: str) -> Check:
-    """A spectral measure grew by ``rules.spectral_growth`` (10x) from the layer's start."""
+def _grew(key: str, what: str, hint: str, factor: str = "spectral_growth") -> Check:
+    """A measure grew by the factor ``rules.<factor>`` (10x) from the layer's start (a
+    relative 1e-6 below it counts: float32 weights scaled by 10 grew 10x)."""
 
     def check(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[float, str] | None:
         v, v0 = getattr(now, key), getattr(start, key)
-        if v is None or v0 is None or v0 <= 0 or v < rules.spectral_growth * v0:
+        if v is None or v0 is None or v0 <= 0 or v < getattr(rules, factor) * v0 * (1.0 - 1e-6):
             return None
         return v, f"{what} grew {v / v0:.0f}x: {v:.3g} (was {v0:.3g}); {hint}"
 
@@ -127,6 +132,9 @@ _CHECKS: dict[str, tuple[str, Check]] = {
         "condition_number", "condition number", "heavy pruning or collapse makes the layer fragile")),
     "lipschitz_growth": (get("lipschitz_bound").key, _grew(
         "lipschitz_bound", "Lipschitz bound", "the layer amplifies perturbations more and more")),
+    "blew_up": (get("weight_norm").key, _grew(
+        "weight_norm", "weight norm", "a learning rate too high, missing normalisation, or a "
+        "fp16 loss scale out of hand?", factor="weight_growth")),
 }
 
 

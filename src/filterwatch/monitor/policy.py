@@ -11,10 +11,12 @@ from typing import Any, Protocol, TypeVar
 from ..layers import ConvLayer
 from .alerts import Alert
 
-__all__ = ["ALERT_LOG", "Guarded", "guarded", "layer_changes", "log_alerts"]
+__all__ = ["ALERT_LOG", "NOTE_LOG", "Guarded", "guarded", "layer_changes", "log_alerts", "log_notes"]
 
 # alerts are printed once, as one line: "filterwatch alert at step 40: features.5: sparse ..."
 ALERT_LOG = logging.getLogger("filterwatch.alerts")
+# notes about the monitoring itself (what the schedule's floor costs): info, not alarms
+NOTE_LOG = logging.getLogger("filterwatch.notes")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +60,13 @@ def log_alerts(alerts: Sequence[Alert]) -> None:
     fired (a warning would show our file path)."""
     for alert in alerts:
         ALERT_LOG.warning("filterwatch alert at step %d: %s", alert.step, alert.message)
+
+
+def log_notes(notes: Sequence[str]) -> None:
+    """One line per note on the ``filterwatch.notes`` logger (TensorBoard shows them under
+    ``filterwatch/notes``)."""
+    for note in notes:
+        NOTE_LOG.info("filterwatch note: %s", note)
 
 
 def layer_changes(before: dict[str, tuple[int, ...]], layers: Sequence[ConvLayer],

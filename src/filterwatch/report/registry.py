@@ -73,11 +73,23 @@ class Measure:
     fails_when_undefined: bool = False
 
     @property
+    def gated_quantity(self) -> str:
+        """What the gate compares: the value, or for a ``share`` rule the share of the output
+        channels (``dead_channels`` counts them, ``dead_channel_share`` is the share).
+
+        Example:
+            >>> get("dead_channels").gated_quantity, get("sparsity").gated_quantity
+            ('dead_channel_share', 'sparsity')
+        """
+        return f"{self.key.removesuffix('s')}_share" if self.gate == "share" else self.key
+
+    @property
     def gate_rule(self) -> str:
-        """The rule's attribute in :class:`~filterwatch.gate.GateRules` (``max_sparsity``)."""
+        """The rule's attribute in :class:`~filterwatch.gate.GateRules` (``max_sparsity``,
+        ``max_dead_channel_share``)."""
         if self.gate == "flag":
             return f"allow_{self.key}"
-        return f"{'max' if self.worse == 'high' else 'min'}_{self.key}"
+        return f"{'max' if self.worse == 'high' else 'min'}_{self.gated_quantity}"
 
     def bounds(self, k: int | None = None) -> tuple[float | None, float | None]:
         """The range for kernels of ``k`` values (``hi`` is ``log10 K`` for VE)."""
@@ -183,6 +195,9 @@ MEASURES: tuple[Measure, ...] = (
     Measure("variance_entropy_clean_norm", "VE clean/H_T", "high", "clean VE over H_T(n)",
             scalar=False),
     Measure("weight_norm", "norm", "high", "Frobenius norm of the weight"),
+    Measure("init_bound_ratio", "max|w|·√fan_in", "high",
+            "largest |w| over PyTorch's default-init bound 1/sqrt(fan_in): <= 1 for a fresh "
+            "default init, above 1 once trained"),
     Measure("filter_l1_mean", "L1", "high", "mean L1 norm of the filters", scalar=False),
     Measure("filter_l2_mean", "L2", "high", "mean L2 norm of the filters", scalar=False),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class LayerReport:
     effective_rank: float | None = None
     lipschitz_bound: float | None = None
     lipschitz: float | None = None
+    init_bound_ratio: float | None = None
+    fresh_init: str | None = None
     undefined: dict[str, str] = field(default_factory=dict)
 
     def value(self, measure: str) -> float | None:
@@ -176,6 +179,7 @@ def _is_int(v: Any) -> bool:
 # what each LayerReport field may hold in JSON (the dataclass's annotations, checked on load)
 _FIELD_CHECKS: dict[str, tuple[str, Any]] = {
     "str": ("a string", lambda v: isinstance(v, str)),
+    "str | None": ("a string or null", lambda v: v is None or isinstance(v, str)),
     "int": ("an integer", _is_int),
     "float": ("a number", _is_number),
     "int | None": ("an integer or null", lambda v: v is None or _is_int(v)),
@@ -241,11 +245,20 @@ _RANDOM_LIKE = get("variance_entropy_norm")
 
 
 def _notes(layers: list[LayerReport]) -> list[str]:
-    """Plain statements about the whole model (e.g. that it looks untrained)."""
-    values = [v for layer in layers if (v := layer.value(_RANDOM_LIKE.key)) is not None]
-    assert _RANDOM_LIKE.healthy is not None
-    random_like = sum(v > _RANDOM_LIKE.healthy[1] for v in values)
-    if values and random_like * 2 > len(values):
-        return [f"looks untrained: {random_like} of {len(values)} layers have random-like filters "
-                f"(VE/H_T > {_RANDOM_LIKE.healthy[1]}); was the right checkpoint loaded?"]
-    return []
+    """Plain statements about the whole model, as measured: that most layers, or some, hold
+    weights as a fresh initialisation leaves them (``fresh_init``; random-like VE alone is
+    no evidence: wide layers trained briefly keep VE/H_T near 1)."""
+    measured = [layer for layer in layers if layer.nonfinite == 0]
+    fresh = [layer for layer in measured if layer.fresh_init is not None]
+    if not fresh:
+        return []
+    kind = Counter(layer.fresh_init for layer in fresh).most_common(1)[0][0]
+    ves = [v for layer in fresh if (v := layer.value(_RANDOM_LIKE.key)) is not None]
+    ve = f", {_RANDOM_LIKE.label} {min(ves):.2f}-{max(ves):.2f}" if ves else ""
+    evidence = f"mean, RMS and largest |w| as {kind} leaves them{ve}"
+    if len(fresh) * 2 > len(measured):
+        return [f"looks untrained: {len(fresh)} of {len(measured)} layers hold freshly initialised "
+                f"weights ({evidence}); was the right checkpoint loaded?"]
+    names = ", ".join(layer.name for layer in fresh[:3]) + (", ..." if len(fresh) > 3 else "")
+    return [f"{len(fresh)} of {len(measured)} layers look freshly initialised ({names}: {evidence}); "
+            "re-initialised, newly added, or not reached by training?"]

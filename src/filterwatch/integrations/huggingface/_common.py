@@ -157,3 +157,11 @@ def saved_attributes(state: Any, callback: Any) -> dict[str, Any] | None:
 
 def is_zero(state: Any) -> bool:
     return bool(state.is_world_process_zero)
+
+
+def horizon(state: Any) -> tuple[float | None, float | None]:
+    """``(optimizer steps of the run, optimizer steps per epoch)`` from the TrainerState
+    (``max_steps`` and ``num_train_epochs`` are set before ``on_train_begin``)."""
+    total = getattr(state, "max_steps", 0) or None
+    epochs = getattr(state, "num_train_epochs", 0) or None
+    return total, None if total is None or epochs is None else total / epochs

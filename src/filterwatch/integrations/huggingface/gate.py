@@ -71,6 +71,7 @@ class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState)
         if state.global_step > 0:
             self._restore(state)
         self.schedule.begin(state.global_step)
+        self.schedule.set_horizon(*c.horizon(state))
         if self.schedule.fresh(state.global_step):
             self.schedule.skip(state.global_step)  # no check before training has done anything
         layers = self._layers(model, self.selection)

@@ -13,7 +13,7 @@ from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from ...errors import InputError
 from ...layers import ConvLayer, discover_layers, has_sharded_parameters
-from ...monitor import guarded, layer_changes, log_alerts
+from ...monitor import guarded, layer_changes, log_alerts, log_notes
 from ..tensorboard import TensorBoardSink
 from ..training import WatchSettings
 from . import _common as c
@@ -99,6 +99,7 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             return
         resumed_at = self._restore(state) if state.global_step > 0 else None
         self.schedule.begin(state.global_step)
+        self.schedule.set_horizon(*c.horizon(state))
         if c.is_zero(state):
             self._open_outputs(args, resumed_at)
         if self.schedule.fresh(state.global_step):
@@ -191,14 +192,16 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             # TensorBoard gets the scalars from the sink, with the extras, in one event
             skip = (TensorBoardCallback,) if self._sink else ()
             c.forward_logs(self._handler, args, state, control, metrics, skip, model=model, **kwargs)
+            notes = self.schedule.take_notes()
             if self._sink is not None:
                 try:
                     self._sink.write(report, self.history, new_alerts, self.reference,
-                                     scalars=metrics, final=final)
+                                     scalars=metrics, final=final, notes=notes)
                 except OSError as exc:
                     self._sink = None
                     c.warn(f"FilterWatchCallback stopped writing TensorBoard extras: {exc}")
             log_alerts(new_alerts)
+            log_notes(notes)
         self.schedule.record(step, time.perf_counter() - start)
         if self._sharded:  # every process must snapshot at the same steps: the main one decides
             self.schedule.next_step = int(c.broadcast(self.schedule.next_step))
