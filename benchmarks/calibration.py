@@ -33,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests import calibration_models as cm  # noqa: E402
+
 from filterwatch import analyze  # noqa: E402
 from filterwatch.gate import GateRules, evaluate  # noqa: E402
 from filterwatch.monitor import AlertTracker  # noqa: E402
 from filterwatch.report import Report  # noqa: E402
-from tests import calibration_models as cm  # noqa: E402
 
 # the worst values measured on nine working production CNNs (DESIGN.md): healthy too
 PRODUCTION_WORST = {"sparsity": 0.44, "dead_channel_share": 0.03, "variance_entropy": 0.18}
@@ -102,7 +103,7 @@ def run() -> dict[str, Any]:
                      "alerts": _alerts(analyze(model.init), base), "notes": _notes(base)})
         for damage in cm.DAMAGES:
             report = analyze(cm.damaged(model, damage))
-            for rule, (q, _, kind) in RULES.items():
+            for q, _, kind in RULES.values():
                 if damage.must_fail and kind in damage.name:
                     v = _quantity(report, _key(model.layer), q)
                     if v is not None:

@@ -103,7 +103,7 @@ _RECIPES: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], torch.o
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained(name: str) -> Trained:
     """One of the healthy trained models (cached per process)."""
     build, optimizer, epochs, layer = _RECIPES[name]

@@ -39,7 +39,7 @@ def main() -> None:
     callbacks: list[Any] = [watch]
     gate = None
     if opts.gate:
-        gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
+        gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_steps=1)
         callbacks = [RankZeroSabotage(3), watch, gate]
     tr = trainer(out / "run", callbacks, max_steps=8, ddp_backend="gloo")
     tr.train()

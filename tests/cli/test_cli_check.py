@@ -42,7 +42,7 @@ def test_formats_golden(models: dict[str, Path], tmp_path: Path, fmt: str) -> No
     code, out, err = _run("check", str(models["synthetic"]), "--config",
                           str(tmp_path / "gate.toml"), "--format", fmt)
     assert code == 1
-    assert "gate FAILED with 1 violation(s)" in err
+    assert "gate FAILED with 2 violation(s)" in err  # 30 % sparse, and 19 of 64 channels dead
     text = _scrub_json(out, tmp_path) if fmt == "json" else _scrub(out, tmp_path)
     _check_golden(f"check_{fmt}.{ {'table': 'txt', 'markdown': 'md', 'junit': 'xml'}.get(fmt, fmt) }", text)
 

@@ -25,14 +25,19 @@ def test_defaults_flag_what_is_clearly_broken() -> None:
     dead = damaged(share=0.0)
     dead["5.weight"].zero_()
     verdict = evaluate(analyze(dead))
-    assert {(v.layer, v.measure) for v in verdict.violations} >= {("5", "sparsity"), ("5", "dead_channels")}
+    found = {(v.layer, v.measure) for v in verdict.violations}
+    assert found >= {("5", "sparsity"), ("5", "dead_channel_share")}
+    share = next(v for v in verdict.violations if v.rule == "max-dead-channel-share")
+    assert share.value == pytest.approx(1.0) and (share.count, share.total) == (64, 64)
+    assert ("dead_channel_share = 1 (64 of 64 output channels) violates max-dead-channel-share 0.25"
+            in share.message)
     collapsed = damaged(share=0.0)
     collapsed["5.weight"] = torch.randn(64, 1, 1, 1) * torch.randn(1, 1, 3, 3).expand(64, 64, 3, 3)
     assert [v.measure for v in evaluate(analyze(collapsed)).violations] == ["variance_entropy"]
 
 
 def test_thirty_percent_zeroed_fails_a_project_sparsity_limit() -> None:
-    """30 % sparse filters is normal for some production layers, so the default limit (0.9)
+    """30 % sparse filters is normal for some production layers, so the default limit (0.6)
     lets it pass; a project opts into a stricter limit, and then it fails."""
     config = rules_from_mapping({"max-sparsity": 0.25})
     assert evaluate(analyze(trained_state()), config).passed
@@ -110,8 +115,9 @@ def test_load_rules_from_pyproject_and_files(tmp_path: Path) -> None:
     assert config.rules.min_orthogonality == pytest.approx(0.1)
     assert config.for_layer("head.0").max_sparsity is None
     plain = tmp_path / "gate.toml"
-    plain.write_text("max-dead-channels = 0.1\n")
-    assert load_rules(plain).rules.max_dead_channels == pytest.approx(0.1)
+    plain.write_text("max-dead-channels = 0.1\n")  # the old name: still works, and says so
+    with pytest.warns(FutureWarning, match="`max-dead-channels` is now `max-dead-channel-share`"):
+        assert load_rules(plain).rules.max_dead_channel_share == pytest.approx(0.1)
     assert load_rules(search_from=tmp_path / "nowhere").rules == GateRules()
     bad = tmp_path / "bad.toml"
     bad.write_text("max-sparsity = = 1\n")

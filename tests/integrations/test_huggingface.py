@@ -130,7 +130,7 @@ def test_a_corrupt_state_file_warns_and_the_run_goes_on(tmp_path: Path) -> None:
     assert [r.step for r in cb.history] == [3, 4, 6]  # a new reference from the resumed weights
 
 
-@pytest.mark.parametrize("value, rules, patience", [(0.0, {"max-dead-channels": 0}, 1),
+@pytest.mark.parametrize("value, rules, patience", [(0.0, {"max-dead-channel-share": 0}, 1),
                                                     (float("nan"), {}, 5)])
 def test_gate_stops_a_run_whose_layer_dies_or_goes_nan(tmp_path: Path, value: float,
                                                        rules: dict, patience: int) -> None:  # type: ignore[type-arg]
@@ -141,18 +141,18 @@ def test_gate_stops_a_run_whose_layer_dies_or_goes_nan(tmp_path: Path, value: fl
     assert tr.state.global_step == 3 and gate.stopped_step == 3
     assert gate.stopping_reason is GateStoppingReason.RULES_FAILED
     message = gate.stopping_reason_message or ""
-    assert ("dead_channels" if value == 0 else "nonfinite") in message
+    assert ("dead_channel_share" if value == 0 else "nonfinite") in message
     assert gate.monitor is watch.monitor  # one Monitor, one analysis per step
     assert [r.step for r in watch.history] == [0, 1, 2, 3]
 
 
 def test_gate_alone_with_patience_and_warn_mode(tmp_path: Path) -> None:
-    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1, patience=2)
+    gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_steps=1, patience=2)
     tr = trainer(tmp_path, [Sabotage(2, persist=True), gate], max_steps=10, report_to=[])
     with pytest.warns(UserWarning, match="gate failed 1/2 consecutive checks"):
         tr.train()
     assert gate.stopped_step == 3 and tr.state.global_step == 3  # two failing checks in a row
-    warn = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1, mode="warn")
+    warn = FilterGateCallback({"max-dead-channel-share": 0}, every_n_steps=1, mode="warn")
     with pytest.warns(UserWarning, match="mode='warn'"):
         trainer(tmp_path / "w", [Sabotage(2), warn], max_steps=5, report_to=[]).train()
     assert warn.stopped_step is None and warn.stopping_reason is GateStoppingReason.NOT_STOPPED
@@ -206,7 +206,7 @@ def test_arguments_are_checked_and_stored_as_json() -> None:
 
 def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
     watch = FilterWatchCallback(every_n_epochs=1)
-    gate = FilterGateCallback({"max-dead-channels": 0})  # default: at the end of every epoch
+    gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_epochs=1)
     checks: list[int] = []
     original = gate._check
 
@@ -222,11 +222,28 @@ def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
     assert checks == [6, 12] and gate.stopped_step is None
 
 
+def test_the_gates_default_checks_within_a_tenth_of_the_run(tmp_path: Path) -> None:
+    """No interval given: every epoch, and at most 10 % of the run apart (here 24 steps: 2)."""
+    gate = FilterGateCallback({"max-dead-channel-share": 0})
+    checks: list[int] = []
+    original = gate._check
+
+    def counting(args, state, control, model, kwargs):  # type: ignore[no-untyped-def]
+        checks.append(state.global_step)
+        original(args, state, control, model, kwargs)
+
+    gate._check = counting  # type: ignore[method-assign]
+    tr = trainer(tmp_path, [gate], max_steps=-1, num_train_epochs=4, report_to=[])
+    tr.train()
+    assert tr.state.global_step == 24 and gate.schedule.floor_gap == 2
+    assert checks == list(range(2, 25, 2))
+
+
 def test_the_gate_listed_first_still_leaves_the_snapshots_to_the_watch(tmp_path: Path) -> None:
     """Whatever the order of the callbacks: one analysis per step, and the watch logs it once
     with its TensorBoard extras."""
     watch = FilterWatchCallback(every_n_steps=2, images_every=1)
-    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
+    gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_steps=1)
     tr = trainer(tmp_path, [gate, watch])
     tr.train()
     assert gate.monitor is watch.monitor
@@ -257,7 +274,7 @@ def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path,
     import logging
 
     watch = FilterWatchCallback(every_n_steps=2, images_every=1)
-    gate = FilterGateCallback({"max-dead-channels": 0}, every_n_steps=1)
+    gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_steps=1)
     tr = trainer(tmp_path, [Sabotage(3), watch, gate], max_steps=10)
     with caplog.at_level(logging.WARNING, logger="filterwatch.alerts"):
         tr.train()

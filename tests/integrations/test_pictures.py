@@ -147,6 +147,6 @@ def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: b
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()
     heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
-    assert len(asked) == 2  # from the third snapshot on
-    assert bool(heatmaps) is affordable and sink.heatmaps_skipped == (0 if affordable else 2)
+    assert len(asked) == 1  # the third snapshot asks; the final one draws them whatever the budget
+    assert heatmaps and sink.heatmaps_skipped == (0 if affordable else 1)
     assert ("filterwatch/notes/text_summary" in acc.Tags()["tensors"]) is not affordable

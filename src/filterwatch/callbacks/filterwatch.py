@@ -160,6 +160,9 @@ class FilterWatch(WatchSettings, Callback):
     def _final(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.schedule.fresh(trainer.global_step):
             self._snapshot(trainer, pl_module, trainer.global_step, final=True)
+        else:  # the last scheduled snapshot was at this step: it is the last one
+            for sink in self._sinks.values():
+                sink.finish(self.history)
         path = self.monitor.history_path
         rank_zero_info(f"FilterWatch: {len(self.history)} snapshots, {len(self.alerts)} alerts"
                        + (f"; history in {path}" if path is not None else ""))

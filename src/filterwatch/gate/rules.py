@@ -5,8 +5,9 @@ definitions (good production models have layers with up to 44 % sparse filters, 
 output channels, depthwise layers with VE 0.18 and orthogonality 0.14). They come from the
 calibration table (``benchmarks/calibration.py``, README "How the defaults were chosen"):
 each limit is the midpoint between the worst healthy value and the least damage that must
-fail (half the output channels dead, three quarters of the filters sparse, one pattern). Stricter limits are a project's opt-in, globally or
-per layer with ``[[tool.filterwatch.gate.layer]]`` tables that have a ``pattern`` glob.
+fail (half the output channels dead, three quarters of the filters sparse, one pattern).
+Stricter limits are a project's opt-in, globally or per layer with
+``[[tool.filterwatch.gate.layer]]`` tables that have a ``pattern`` glob.
 """
 
 from __future__ import annotations

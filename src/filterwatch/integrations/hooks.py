@@ -153,7 +153,11 @@ class Watcher(MonitorViews):
                    "call watch() on the module before compiling it" if compiled else
                    "; hint: call model(x) inside the `with` block")
                 + ". The weights as they are now are measured once.", UserWarning, stacklevel=3)
-        if self.disabled or (self.history and self.history[-1].step == max(self.calls - 1, 0)):
+        if self.disabled:
+            return
+        if self.history and self.history[-1].step == max(self.calls - 1, 0):
+            if self._sink is not None:  # the last call's snapshot is the last one
+                self._sink.finish(self.history)
             return
         layers = [self._layer(short, module) for name, module in model.named_modules()
                   if (short := strip_wrapper_prefix(name)) in chosen

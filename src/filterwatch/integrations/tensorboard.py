@@ -102,6 +102,7 @@ class TensorBoardSink:
         self.affords = affords
         self.heatmap_s = _HEATMAP_GUESS_S * len(HEATMAP_MEASURES)  # the last drawing's cost
         self.heatmaps_skipped = 0
+        self._heatmaps_written = False  # by the last write
 
     def purge_after(self, step: int) -> None:
         """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
@@ -162,6 +163,7 @@ class TensorBoardSink:
         for name, extras in self._pending.items():
             values += self._layer_extras(name, extras, reference, report)
         self._pending = {}
+        self._heatmaps_written = False
         if final or (self._images_due(final) and len(history) >= _HEATMAP_MIN):  # a trend needs columns
             values += self._budgeted_heatmaps(history, step, final)
         if values:
@@ -210,7 +212,21 @@ class TensorBoardSink:
         start = time.perf_counter()
         values = self._heatmaps(history)
         self.heatmap_s = time.perf_counter() - start
+        self._heatmaps_written = bool(values)
         return values
+
+    def finish(self, history: Sequence[Report]) -> None:
+        """Training ended at the step of the last snapshot (no final one is taken then): the
+        heatmaps of the whole run, unless that snapshot drew them."""
+        if self._heatmaps_written or not history:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = self._heatmaps(history)
+        if values:
+            self.writer._get_file_writer().add_summary(Summary(value=values), int(history[-1].step or 0))
+        self._heatmaps_written = True
+        self.writer.flush()
 
     @staticmethod
     def _heatmaps(history: Sequence[Report]) -> list[Any]:

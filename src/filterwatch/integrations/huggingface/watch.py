@@ -139,6 +139,8 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
                kwargs: dict[str, Any]) -> None:
         if self.schedule.fresh(state.global_step):
             self._snapshot(args, state, control, model, kwargs, final=True)
+        elif self._sink is not None:  # the last scheduled snapshot was at this step
+            self._sink.finish(self.history)
 
     # -- internals ------------------------------------------------------------------------
     def _layers(self, model: nn.Module) -> list[ConvLayer]:
