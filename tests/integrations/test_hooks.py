@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import warnings
 import weakref
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 from torch.utils.tensorboard import SummaryWriter
 
-from filterwatch import analyze, watch
+from filterwatch import InputError, analyze, watch
 
 
 def _net() -> nn.Module:
@@ -236,3 +237,17 @@ def test_alerts_are_printed_as_one_line_like_the_callbacks(caplog: pytest.LogCap
     lines = [r.getMessage() for r in caplog.records if r.name == "filterwatch.alerts"]
     assert w.alerts and len(lines) == len(w.alerts)
     assert lines[0].startswith("filterwatch alert at step 1: 2: ")
+
+
+def test_total_calls_sets_the_floor_of_the_adaptive_default() -> None:
+    """watch() at its defaults with the loop's length: snapshots at most 10 % of it apart."""
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 8, 3))
+    with watch(net, total_calls=100) as w:
+        for _ in range(100):
+            net(torch.randn(2, 1, 8, 8))
+    steps = [r.step for r in w.history]
+    assert w.schedule.floor_gap == 10 and steps[0] == 0 and steps[-1] == 99
+    assert all(b - a <= 10 for a, b in itertools.pairwise(steps))
+    with pytest.raises(InputError, match="`total_calls` expected an integer >= 1, got 0"):
+        with watch(net, total_calls=0):
+            pass

@@ -6,23 +6,6 @@ from .monitor import LAYER_TAG, MODEL_TAG, SCALAR_MEASURES, Monitor, MonitorView
 from .policy import ALERT_LOG, NOTE_LOG, guarded, layer_changes, log_alerts, log_notes
 from .schedule import FLOOR_SHARE, Schedule, check_count, check_interval
 
-__all__ = [
-           "ALERT_LOG",
-           "FLOOR_SHARE",
-           "LAYER_TAG",
-           "MODEL_TAG",
-           "NOTE_LOG",
-           "SCALAR_MEASURES",
-           "Alert",
-           "AlertRules",
-           "AlertTracker",
-           "Monitor",
-           "MonitorViews",
-           "Schedule",
-           "check_count",
-           "check_interval",
-           "guarded",
-           "layer_changes",
-           "log_alerts",
-           "log_notes",
-]
+__all__ = ["ALERT_LOG", "FLOOR_SHARE", "LAYER_TAG", "MODEL_TAG", "NOTE_LOG", "SCALAR_MEASURES",
+           "Alert", "AlertRules", "AlertTracker", "Monitor", "MonitorViews", "Schedule",
+           "check_count", "check_interval", "guarded", "layer_changes", "log_alerts", "log_notes"]
