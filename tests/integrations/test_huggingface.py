@@ -204,9 +204,8 @@ def test_arguments_are_checked_and_stored_as_json() -> None:
         FilterWatchCallback(**state["args"])  # the Trainer re-creates callbacks from these
 
 
-def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
-    watch = FilterWatchCallback(every_n_epochs=1)
-    gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_epochs=1)
+def _count_checks(gate: FilterGateCallback) -> list[int]:
+    """The steps at which ``gate`` checks, filled in as the run goes."""
     checks: list[int] = []
     original = gate._check
 
@@ -215,6 +214,13 @@ def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
         original(args, state, control, model, kwargs)
 
     gate._check = counting  # type: ignore[method-assign]
+    return checks
+
+
+def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
+    watch = FilterWatchCallback(every_n_epochs=1)
+    gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_epochs=1)
+    checks = _count_checks(gate)
     tr = trainer(tmp_path, [watch, gate], max_steps=-1, num_train_epochs=2, report_to=[])
     tr.train()
     assert tr.state.global_step == 12  # 96 samples, batches of 16: 6 steps per epoch
@@ -225,14 +231,7 @@ def test_epoch_schedules_of_both_callbacks(tmp_path: Path) -> None:
 def test_the_gates_default_checks_within_a_tenth_of_the_run(tmp_path: Path) -> None:
     """No interval given: every epoch, and at most 10 % of the run apart (here 24 steps: 2)."""
     gate = FilterGateCallback({"max-dead-channel-share": 0})
-    checks: list[int] = []
-    original = gate._check
-
-    def counting(args, state, control, model, kwargs):  # type: ignore[no-untyped-def]
-        checks.append(state.global_step)
-        original(args, state, control, model, kwargs)
-
-    gate._check = counting  # type: ignore[method-assign]
+    checks = _count_checks(gate)
     tr = trainer(tmp_path, [gate], max_steps=-1, num_train_epochs=4, report_to=[])
     tr.train()
     assert tr.state.global_step == 24 and gate.schedule.floor_gap == 2
