@@ -66,7 +66,3 @@ def _scratch(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
         buf = _SCRATCH.buffers[(slot, dtype)] = torch.empty(numel, dtype=dtype)
     return buf[:numel].view(shape)
 
-
-def _scratch_like(t: torch.Tensor) -> torch.Tensor | None:
-    """A buffer shaped like ``t`` to write into, or None (then the caller allocates)."""
-    return _scratch(tuple(t.shape), t.dtype, t.device)

@@ -85,11 +85,6 @@ class ConvLayer:
             k *= s
         return k
 
-    @property
-    def is_pointwise(self) -> bool:
-        """True for 1x1 (or 1, 1x1x1) kernels, which have no spatial structure to measure."""
-        return self.kernel_numel == 1
-
     def kernel(self) -> torch.Tensor:
         """The detached weight in ``(C_out, C_in/groups, *kernel)`` layout (a view, no copy
         for ordinary convs; the whole tensor, all-gathered, for a sharded DTensor weight:

@@ -23,7 +23,7 @@ from .group import ReferenceGroup
 from .matching import Matching, match_layers
 from .reference import Reference
 
-__all__ = ["Comparison", "ReferencePlan", "compare_to_reference"]
+__all__ = ["Comparison", "ReferencePlan"]
 
 
 class _Target(NamedTuple):
@@ -158,21 +158,3 @@ class ReferencePlan:
         if c.change_reason:
             report.undefined["relative_change"] = c.change_reason
 
-
-def compare_to_reference(
-    layers: Sequence[ConvLayer],
-    reports: Sequence[LayerReport],
-    reference: Reference,
-    matching: Matching | None = None,
-) -> None:
-    """Fill ``drift``, ``drift_components``, ``drift_noise`` (what sampling alone would give,
-    see :func:`filterwatch.functional.drift_noise_floor`) and ``relative_change`` in place,
-    reading each kernel once (``analyze(..., reference=...)`` does this within its own read).
-
-    Raises:
-        InputError: see :class:`ReferencePlan`.
-    """
-    plan = ReferencePlan(layers, reference, matching)
-    with torch.no_grad():
-        for i, (layer, report) in enumerate(zip(layers, reports, strict=True)):
-            plan.apply(report, plan.compare(i, None if layer.unavailable else layer.kernel()))
