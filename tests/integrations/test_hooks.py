@@ -251,3 +251,23 @@ def test_total_calls_sets_the_floor_of_the_adaptive_default() -> None:
     with pytest.raises(InputError, match="`total_calls` expected an integer >= 1, got 0"):
         with watch(net, total_calls=0):
             pass
+
+
+def test_with_a_writer_the_history_file_is_written_and_never_truncated(tmp_path: Path) -> None:
+    """As the callbacks do: every snapshot, one JSON report per line, next to the events; an
+    earlier run's file in the same folder is kept."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from filterwatch.report import Report
+
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 8, 3))
+    earlier = tmp_path / "filterwatch_history.jsonl"
+    earlier.write_text("an earlier run's line\n")
+    writer = SummaryWriter(str(tmp_path))
+    with watch(net, every_n_calls=2, writer=writer) as w:
+        for _ in range(4):
+            net(torch.randn(2, 1, 8, 8))
+    writer.close()
+    assert earlier.read_text() == "an earlier run's line\n"
+    lines = (tmp_path / "filterwatch_history-2.jsonl").read_text().splitlines()
+    assert [Report.from_json(line).step for line in lines] == [r.step for r in w.history] == [0, 2, 3]

@@ -181,6 +181,21 @@ class Watcher(MonitorViews):
         return report
 
 
+def _start_history(monitor: Monitor, folder: Path, name: str) -> None:
+    """The history file in ``folder``, under the first free name (``name``, then ``stem-2``,
+    ...): a user's writer folder may hold an earlier run's file, which is never truncated."""
+    path, n = folder / name, 1
+    while path.exists():
+        n += 1
+        path = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        monitor.start_history_file(path)
+    except OSError as exc:  # the run itself is not at stake
+        warnings.warn(f"filterwatch.watch could not write its history file {path}: {exc}; the "
+                      "history stays available as w.history", UserWarning, stacklevel=4)
+
+
 @contextmanager
 def watch(
     model: nn.Module,
@@ -197,6 +212,7 @@ def watch(
     strict: bool = False,
     spectral: bool = False,
     spectral_every: int = 1,
+    history_file: str | None = "filterwatch_history.jsonl",
 ) -> Iterator[Watcher]:
     """Watch a model's conv filters during a hand-written training loop.
 
@@ -206,7 +222,9 @@ def watch(
     of them apart (the floor, as FilterWatch's). The first one is the drift reference unless
     ``reference`` is given. With a
     ``SummaryWriter``, scalars, histograms, images and alerts go to TensorBoard. When the
-    block ends, a final snapshot of the weights as they are then is taken. A measuring error
+    block ends, a final snapshot of the weights as they are then is taken. With a writer, every
+    snapshot is also appended to ``history_file`` in its log folder (JSON Lines, as the
+    callbacks write it; a file another run left there is kept and a free name taken). A measuring error
     warns and stops the watching (``strict=True`` raises it instead). ``spectral`` adds the
     spectral measures on every ``spectral_every``-th snapshot (see FilterWatch).
 
@@ -234,6 +252,8 @@ def watch(
                                                        affords=schedule.affords)
     watcher = Watcher(monitor, schedule, sink, {layer.name: layer.depth for layer in everything},
                       strict)
+    if writer is not None and history_file and chosen:
+        _start_history(monitor, Path(writer.log_dir), history_file)
     if not chosen:  # as the callback does: say so, and stay idle
         watcher.disabled = "no conv layers"
         warnings.warn(f"filterwatch.watch found no conv layers to watch in {type(model).__name__} "
