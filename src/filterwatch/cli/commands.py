@@ -14,7 +14,7 @@ from typing import Literal, TextIO
 
 from .._atomic import refuse_overwriting_inputs, write_text_atomic
 from ..errors import InputError
-from ..functional.sparsity import _check_eps
+from ..functional.sparsity import check_eps
 from ..gate import compare_to_baseline, evaluate, load_rules, render_verdict, verdict_dict
 from ..layers import LayerSelection, discover_layers, load_state_dict
 from ..measure import analyze
@@ -109,7 +109,7 @@ def scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = time.perf_counter()
     refuse_overwriting_inputs(args.output, [args.path, _reference_path(args.reference)])
     selection = _selection(args, args.include_pointwise)
-    _check_eps(args.sparsity_eps, "--sparsity-eps")
+    check_eps(args.sparsity_eps, "--sparsity-eps")
     matching = _matching(args)
     report = analyze(
         args.path,

@@ -9,7 +9,7 @@ import torch
 from ..errors import InputError
 from ._filters import _filter_matrix, _prepare
 
-__all__ = ["SparsityResult", "sparsity"]
+__all__ = ["SparsityResult", "check_eps", "sparsity"]
 
 
 class SparsityResult(NamedTuple):
@@ -29,8 +29,14 @@ class SparsityResult(NamedTuple):
     threshold: float
 
 
-def _check_eps(eps: object, arg: str = "eps") -> float:
-    """The sparsity threshold must be a share of the layer's peak; returns it as a float."""
+def check_eps(eps: object, arg: str = "eps") -> float:
+    """The sparsity threshold must be a share of the layer's peak; returns it as a float
+    (every entry point checks its ``eps`` argument with this one function).
+
+    Example:
+        >>> check_eps(0.01), check_eps(0)
+        (0.01, 0.0)
+    """
     if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0.0 <= eps <= 1.0:
         raise InputError(f"`{arg}` expected a number in [0, 1], got {eps!r}; hint: the paper uses 0.01")
     return float(eps)
@@ -71,7 +77,7 @@ def sparsity(weight: torch.Tensor, eps: float = 0.01) -> SparsityResult:
         >>> r.value, r.indices.tolist()
         (0.125, [2])
     """
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     filters = _filter_matrix(_prepare(weight, "sparsity"))
     mask, t = _sparsity_update(filters.abs().amax(dim=1), eps)
     return SparsityResult(

@@ -21,7 +21,7 @@ from torchmetrics import Metric
 
 from .._version import __version__
 from ..errors import InputError
-from ..functional.sparsity import _check_eps
+from ..functional.sparsity import check_eps
 from ..functional.stats import LayerStats
 from ..layers import ConvLayer, LayerSelection, check_selection, discover_layers, select_layers
 from ..measure import layer_stats, reports_from_stats
@@ -68,7 +68,7 @@ class FilterMetrics(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.sparsity_eps = _check_eps(sparsity_eps, "sparsity_eps")
+        self.sparsity_eps = check_eps(sparsity_eps, "sparsity_eps")
         self.selection = check_selection(select)
         self.layers: list[ConvLayer] = [
             layer for layer in select_layers(model, self.selection, type(model).__name__)

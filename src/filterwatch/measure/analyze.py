@@ -13,7 +13,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import InputError
-from ..functional.sparsity import _check_eps
+from ..functional.sparsity import check_eps
 from ..layers import (
     ConvLayer,
     LayerSelection,
@@ -115,7 +115,7 @@ class _Options:
     def __init__(self, sparsity_eps: float, orthogonality: bool, precision: object,
                  reference: Reference | None, matching: Matching | None, spectral: bool = False,
                  input_size: object = None) -> None:
-        self.sparsity_eps = _check_eps(sparsity_eps, "sparsity_eps")
+        self.sparsity_eps = check_eps(sparsity_eps, "sparsity_eps")
         self.orthogonality = bool(orthogonality)
         self.precision = check_precision(precision)
         if reference is not None and not isinstance(reference, Reference):

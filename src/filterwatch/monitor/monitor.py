@@ -18,7 +18,7 @@ import torch
 
 from .._atomic import write_text_atomic
 from ..errors import InputError
-from ..functional.sparsity import _check_eps
+from ..functional.sparsity import check_eps
 from ..layers import ConvLayer, LayerSelection
 from ..measure import KernelRead, analyze_layers
 from ..reference import Matching, Reference, ReferencePlan
@@ -71,7 +71,7 @@ class Monitor:
             raise InputError(f"`spectral` expected True or False, got {spectral!r}")
         self.spectral, self.spectral_every = spectral, check_count("spectral_every", spectral_every)
         self.orthogonality_every = check_count("orthogonality_every", orthogonality_every)
-        _check_eps(sparsity_eps, "sparsity_eps")
+        check_eps(sparsity_eps, "sparsity_eps")
         if reference is not None and not isinstance(reference, Reference | str | Path):
             raise InputError(f"`reference` expected a Reference, a reference file path or None, "
                              f"got {type(reference).__name__}")
