@@ -112,7 +112,7 @@ class FilterGate(GateSettings, Callback):
                 watch.on_train_batch_end(trainer, pl_module, None, None, 0)
             owner = self if watch is None else watch
             layers = current_layers(trainer, pl_module, owner.selection)
-            report, _ = self.monitor.measure(layers, trainer.global_step)
+            report = self.monitor.measure(layers, trainer.global_step)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations
         violations = trainer.strategy.broadcast(violations, src=0)  # rank zero decides ...

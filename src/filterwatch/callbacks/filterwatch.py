@@ -195,7 +195,7 @@ class FilterWatch(WatchSettings, Callback):
                 for collect in collectors:
                     collect(read)
 
-            report, _ = self.monitor.measure(layers, step, final=final,
+            report = self.monitor.measure(layers, step, final=final,
                                              source=type(pl_module).__name__,
                                              on_kernel=on_kernel if collectors else None)
             new_alerts = self.monitor.take_alerts()  # a gate's on the shared Monitor included

@@ -168,7 +168,7 @@ class Watcher(MonitorViews):
         """Measure ``layers`` now, as the snapshot of ``step``; log it and place the next one."""
         start = time.perf_counter()
         collect = None if self._sink is None else self._sink.collector(final)
-        report, _ = self.monitor.measure(layers, step, final=final, on_kernel=collect)
+        report = self.monitor.measure(layers, step, final=final, on_kernel=collect)
         new_alerts = self.monitor.take_alerts()
         notes = self.schedule.take_notes()
         metrics = self.monitor.scalars(report, overhead_s=time.perf_counter() - start)

@@ -113,9 +113,10 @@ class Monitor:
 
     def measure(self, layers: Sequence[ConvLayer], step: int, *, final: bool = False,
                 source: str = "", on_kernel: Callable[[KernelRead], None] | None = None,
-                ) -> tuple[Report, list[Alert]]:
-        """Measure one snapshot, reading each kernel once; appends to the history and returns
-        the new alerts. ``on_kernel`` sees each kernel while the snapshot holds it.
+                ) -> Report:
+        """Measure one snapshot, reading each kernel once, and append it to the history; its
+        new alerts wait for :meth:`take_alerts`. ``on_kernel`` sees each kernel while the
+        snapshot holds it.
 
         A second call at the step of the last snapshot returns that snapshot (no new
         analysis, no new alerts): FilterWatch and FilterGate share one Monitor that way. A
@@ -124,7 +125,7 @@ class Monitor:
         snapshot, in the history and in the history file: a step is never there twice."""
         same_step = bool(self.history) and self.history[-1].step == step
         if same_step and not final:
-            return self.history[-1], []
+            return self.history[-1]
         first = self.reference is None
         captured: dict[str, torch.Tensor] = {}
 
@@ -148,9 +149,8 @@ class Monitor:
         self._append_history(report, replace_last=same_step)
         if len(self.history) > self.keep_reports:
             del self.history[: len(self.history) - self.keep_reports]
-        new_alerts = self.tracker.update(report)
-        self._unreported += new_alerts
-        return report, new_alerts
+        self._unreported += self.tracker.update(report)
+        return report
 
     def take_alerts(self) -> list[Alert]:
         """The alerts no caller has reported yet, oldest first, and forget them: a gate that

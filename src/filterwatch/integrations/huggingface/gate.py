@@ -127,7 +127,7 @@ class FilterGateCallback(c.Ours, GateSettings, TrainerCallback, ExportableState)
                 # once, whatever the order of the callbacks); the gate reads the same report
                 watch.on_step_end(args, state, control, model=model, **kwargs)
             owner = watch.selection if watch is not None else self.selection
-            report, _ = self.monitor.measure(self._layers(model, owner), step)
+            report = self.monitor.measure(self._layers(model, owner), step)
             self.last_verdict = evaluate(report, self.config)
             violations = self.last_verdict.violations
         violations = c.broadcast(violations)  # the main process decides, for every process

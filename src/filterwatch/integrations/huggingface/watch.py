@@ -183,7 +183,7 @@ class FilterWatchCallback(c.Ours, WatchSettings, TrainerCallback, ExportableStat
             if message and zero:
                 c.warn(message)
             collect = self._sink.collector(final) if self._sink is not None else None
-            report, _ = self.monitor.measure(layers, step, final=final,
+            report = self.monitor.measure(layers, step, final=final,
                                              source=type(model).__name__, on_kernel=collect)
             new_alerts = self.monitor.take_alerts()  # a gate's on the shared Monitor included
         if zero:
