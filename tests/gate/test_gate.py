@@ -135,3 +135,17 @@ def test_assert_filters_healthy() -> None:
     assert "2: sparsity = 0.2998 violates max-sparsity 0.25" in text
     with pytest.raises(InputError, match="unknown key `max-sparsty`"):
         assert_filters_healthy(trained_state(), max_sparsty=0.1)
+
+
+def test_a_spectral_rule_fails_assert_filters_healthy_where_check_fails(tmp_path: Path) -> None:
+    """A spectral rule turns the spectral measures on for assert_filters_healthy, as for check."""
+    from filterwatch.cli import main
+    from filterwatch.testing import assert_filters_healthy
+
+    path = tmp_path / "model.pt"
+    torch.save(trained_state(), path)
+    config = tmp_path / "gate.toml"
+    config.write_text("[tool.filterwatch.gate]\nmax-condition-number = 1.0001\n")
+    assert main(["check", str(path), "--config", str(config), "-q"]) == 1
+    with pytest.raises(AssertionError, match=r"condition_number = .* violates max-condition-number"):
+        assert_filters_healthy(path, max_condition_number=1.0001)
