@@ -150,3 +150,28 @@ def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: b
     assert len(asked) == 1  # the third snapshot asks; the final one draws them whatever the budget
     assert heatmaps and sink.heatmaps_skipped == (0 if affordable else 1)
     assert ("filterwatch/notes/text_summary" in acc.Tags()["tensors"]) is not affordable
+
+
+def test_no_skip_note_when_the_skipped_snapshot_was_the_last(tmp_path: Path) -> None:
+    """Training ended at a step whose heatmaps the budget skipped: finish() draws them there,
+    so no note says they were skipped (the TensorBoard text tab showed that contradiction)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from filterwatch.integrations.tensorboard import TensorBoardSink
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3))
+    writer = SummaryWriter(str(tmp_path))
+    sink = TensorBoardSink(writer, images_every=1, affords=lambda s: False)
+    history = [analyze(net) for _ in range(3)]
+    for i, report in enumerate(history):
+        report.step = i
+        sink.write(report, history[: i + 1], [], None, scalars={})
+    sink.finish(history)
+    writer.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
+    assert sink.heatmaps_skipped == 1 and heatmaps
+    assert all(acc.Images(t)[-1].step == 2 for t in heatmaps)
+    assert "filterwatch/notes/text_summary" not in acc.Tags()["tensors"]

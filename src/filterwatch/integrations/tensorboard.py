@@ -103,6 +103,7 @@ class TensorBoardSink:
         self.heatmap_s = _HEATMAP_GUESS_S * len(HEATMAP_MEASURES)  # the last drawing's cost
         self.heatmaps_skipped = 0
         self._heatmaps_written = False  # by the last write
+        self._skip_note: tuple[int, str] | None = None  # written with the next snapshot
 
     def purge_after(self, step: int) -> None:
         """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
@@ -155,6 +156,7 @@ class TensorBoardSink:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         step = int(report.step or 0)
+        self._write_skip_note()
         if not self._layout_done:
             self.layout(bool(report.settings.get("spectral")))
         values: list[Any] = []
@@ -198,15 +200,15 @@ class TensorBoardSink:
 
     def _budgeted_heatmaps(self, history: Sequence[Report], step: int, final: bool) -> list[Any]:
         """The heatmaps if the budget affords their last cost (the final ones always);
-        otherwise a note, once."""
+        otherwise a note, once. The note waits for the next snapshot: when the skipped one was
+        the last, :meth:`finish` draws them at that step and the note would be wrong."""
         if not final and self.affords is not None and not self.affords(self.heatmap_s):
             if not self.heatmaps_skipped:
-                self.writer.add_text(
-                    "filterwatch/notes", f"heatmaps skipped at step {step}: drawing them "
+                self._skip_note = (step, (
+                    f"heatmaps skipped at step {step}: drawing them "
                     f"(~{self.heatmap_s * 1000:.0f} ms) would exceed the overhead budget of this "
                     "short run; the final snapshot has them. Give every_n_steps (or a larger "
-                    "max_overhead) to have them at every images_every-th snapshot",
-                    step)
+                    "max_overhead) to have them at every images_every-th snapshot"))
             self.heatmaps_skipped += 1
             return []
         start = time.perf_counter()
@@ -219,14 +221,24 @@ class TensorBoardSink:
         """Training ended at the step of the last snapshot (no final one is taken then): the
         heatmaps of the whole run, unless that snapshot drew them."""
         if self._heatmaps_written or not history:
+            self._write_skip_note()
             return
         from tensorboard.compat.proto.summary_pb2 import Summary
 
+        if self._skip_note is not None and self._skip_note[0] == int(history[-1].step or 0):
+            self._skip_note = None  # skipped at this very step, and drawn there now
+        self._write_skip_note()
         values = self._heatmaps(history)
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), int(history[-1].step or 0))
         self._heatmaps_written = True
         self.writer.flush()
+
+    def _write_skip_note(self) -> None:
+        if self._skip_note is not None:
+            step, note = self._skip_note
+            self._skip_note = None
+            self.writer.add_text("filterwatch/notes", note, step)
 
     @staticmethod
     def _heatmaps(history: Sequence[Report]) -> list[Any]:
