@@ -30,7 +30,7 @@ from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 from transformers import ConvNextConfig, ConvNextForImageClassification, Trainer, TrainingArguments
 
-from filterwatch.integrations.huggingface import FilterGateCallback, FilterWatchCallback
+from filterwatch.callbacks.huggingface import FilterGateCallback, FilterWatchCallback
 
 RUNS = Path("runs") / "hf_convnext"
 

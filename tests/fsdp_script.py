@@ -116,7 +116,7 @@ def _hugging_face_callback(net: nn.Module, rank: int, out: Path) -> dict:  # typ
 
     from transformers import TrainerControl, TrainerState
 
-    from filterwatch.integrations.huggingface import FilterWatchCallback
+    from filterwatch.callbacks.huggingface import FilterWatchCallback
 
     cb = FilterWatchCallback(every_n_steps=1, history_file=None)
     args = SimpleNamespace(output_dir=str(out / "hf"))
@@ -125,7 +125,7 @@ def _hugging_face_callback(net: nn.Module, rank: int, out: Path) -> dict:  # typ
     state.global_step = 1
     cb.on_step_end(args, state, control, model=net)
     cb.on_train_end(args, state, control, model=net)
-    assert not cb.disabled, cb.failure
+    assert not cb.disabled, cb.disabled
     return {"history": [r.to_dict() for r in cb.history],
             "logged": [e["step"] for e in state.log_history]}
 

@@ -15,7 +15,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
-from filterwatch.integrations.huggingface import FilterGateCallback, FilterWatchCallback
+from filterwatch.callbacks.huggingface import FilterGateCallback, FilterWatchCallback
 from tests.hf_helpers import DWCONV, Sabotage, trainer
 
 

@@ -5,10 +5,11 @@ Degeneracy (sparse, collapsed, random-like, dead, non-finite filters) measured a
 
 The package's folders are its layers: ``functional`` (pure maths) < ``layers`` (finding and
 reading conv layers) < ``report`` (the Report and the registry of measures) < ``reference``
-(drift) < ``measure`` (``analyze`` and the engine) < ``gate`` and ``monitor`` < the edges,
-``integrations`` (TensorBoard, hooks, torchmetrics), ``callbacks`` (Lightning) and ``cli``.
-``import filterwatch`` loads none of Lightning, TensorBoard, torchmetrics, Triton or
-matplotlib: the names that need them are imported on first use.
+(drift) < ``measure`` (``analyze`` and the engine) < ``gate`` < ``monitor`` (the
+framework-free watcher and gatekeeper) < the edges: ``integrations`` (TensorBoard, pictures,
+torchmetrics), ``callbacks`` (the trainer adapters: Lightning, Hugging Face, plain-loop hooks)
+and ``cli``. ``import filterwatch`` loads none of Lightning, TensorBoard, torchmetrics, Triton
+or matplotlib: the names that need them are imported on first use.
 
 Example:
     >>> import torch, filterwatch
@@ -18,6 +19,11 @@ Example:
     ['0', '1']
 """
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -29,7 +35,7 @@ from .report import MEASURES, LayerReport, Report
 
 if TYPE_CHECKING:
     from .callbacks import FilterGate, FilterWatch
-    from .integrations.hooks import Watcher, watch
+    from .callbacks.hooks import Watcher, watch
     from .integrations.metric import FilterMetrics
 
 # name -> module that defines it, imported on first use (the edges and their frameworks)
@@ -37,8 +43,13 @@ _LAZY = {
     "FilterWatch": "filterwatch.callbacks",
     "FilterGate": "filterwatch.callbacks",
     "FilterMetrics": "filterwatch.integrations.metric",
-    "watch": "filterwatch.integrations.hooks",
-    "Watcher": "filterwatch.integrations.hooks",
+    "watch": "filterwatch.callbacks.hooks",
+    "Watcher": "filterwatch.callbacks.hooks",
+}
+# modules that moved, under their old names: the same module object, imported on first use
+MOVED = {
+    "filterwatch.integrations.huggingface": "filterwatch.callbacks.huggingface",
+    "filterwatch.integrations.hooks": "filterwatch.callbacks.hooks",
 }
 
 
@@ -46,9 +57,30 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'filterwatch' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
+
+
+class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds a moved module under its old name (:data:`MOVED`) and hands out the module
+    itself, so that ``import filterwatch.integrations.huggingface`` keeps working."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.machinery.ModuleSpec(fullname, self) if fullname in MOVED else None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        module = importlib.import_module(MOVED[spec.name])
+        self._specs[module.__name__] = module.__spec__
+        return module
+
+    def __init__(self) -> None:
+        self._specs: dict[str, Any] = {}
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__spec__ = self._specs[module.__name__]  # its own, not the alias's
+
+
+if not any(isinstance(f, _Moved) for f in sys.meta_path):
+    sys.meta_path.insert(0, _Moved())
 
 
 __all__ = [

@@ -67,16 +67,16 @@ def test_nan_mid_training_is_flagged_and_the_gate_stops(tmp_path: Path,
 
 
 def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path) -> None:
-    """The gate stops at a step only it measured (the watch every 4 steps, the gate every
-    step): the watch's final snapshot there replaces the gate's, in the history and in the
-    history file, so no step is there twice."""
+    """The gate stops at a step the watch was not due at (the watch every 4 steps, the gate
+    every step): its check there is the watch's snapshot, and the end of training takes no
+    second one of that step, in the history or in the history file."""
     watch = FilterWatch(every_n_steps=4)
     gate = FilterGate(every_n_steps=1)  # default rules: allow-nonfinite = false
     trainer(tmp_path, [watch, gate], max_epochs=3).fit(_NaNAt(lr=0.0), loader())
     assert gate.stopped_step == 6
     steps = [r.step for r in watch.history]
     assert steps == list(range(7))
-    path = watch.monitor.history_path
+    path = watch.history_path
     assert path is not None
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == steps
 

@@ -72,9 +72,9 @@ def test_one_check_per_optimizer_step_under_gradient_accumulation(tmp_path: Path
     checked: list[int] = []
 
     class Recording(FilterGate):
-        def _run_check(self, trainer, pl_module):  # type: ignore[no-untyped-def]
-            checked.append(trainer.global_step)
-            super()._run_check(trainer, pl_module)
+        def check(self, host, step):  # type: ignore[no-untyped-def]
+            checked.append(step)
+            return super().check(host, step)
 
     gate = Recording({"max-sparsity": 0.5}, every_n_steps=2, patience=3)
     watch = FilterWatch(every_n_steps=2)

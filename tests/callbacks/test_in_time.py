@@ -14,8 +14,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-import filterwatch.monitor.monitor as monitor_module
 from filterwatch import FilterWatch
+from filterwatch.measure import MeasureOptions
 from tests.lightning_helpers import TinyNet, loader, trainer
 
 STEPS, DIES_AT = 200, 100
@@ -33,7 +33,7 @@ class KillChannels(pl.Callback):
 @pytest.mark.slow
 def test_an_alert_within_a_tenth_of_the_run_on_a_busy_machine(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real = monitor_module.analyze_layers
+    real = MeasureOptions.run
     calls: list[int] = []
 
     def slow_first(*args: Any, **kwargs: Any) -> Any:  # the warm-up under load: 1.2 s
@@ -42,7 +42,7 @@ def test_an_alert_within_a_tenth_of_the_run_on_a_busy_machine(tmp_path: Path,
             time.sleep(1.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(monitor_module, "analyze_layers", slow_first)
+    monkeypatch.setattr(MeasureOptions, "run", slow_first)
     watch = FilterWatch()
     logger = TensorBoardLogger(str(tmp_path), name="run")
     trainer(tmp_path, [KillChannels(), watch], logger=logger, max_steps=STEPS).fit(

@@ -95,7 +95,7 @@ def test_checkpoint_keeps_the_last_reports_and_the_file_keeps_all(tmp_path: Path
     state = watch.state_dict()["monitor"]
     assert len(state["history"]) == 3
     assert len(state["reference"]["tensors"]) == 4 * N_LAYERS + N_LAYERS  # bases + one snapshot each
-    path = watch.monitor.history_path
+    path = watch.history_path
     assert path is not None and path.name == "filterwatch_history.jsonl"
     lines = path.read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(9))

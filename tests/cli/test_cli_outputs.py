@@ -100,13 +100,13 @@ def test_replacing_a_file_keeps_its_mode(tmp_path: Path) -> None:
 
 def test_history_file_follows_the_umask(tmp_path: Path) -> None:
     from filterwatch.layers import discover_layers
-    from filterwatch.monitor import Monitor
+    from filterwatch.monitor import HistoryFile, Monitor, Snapshot
 
     old = os.umask(0o022)
     try:
         monitor = Monitor()
-        monitor.start_history_file(tmp_path / "filterwatch_history.jsonl")
-        monitor.measure(discover_layers(small_cnn()), step=0)
+        sink = HistoryFile.open(tmp_path, "filterwatch_history.jsonl")
+        sink.write(Snapshot(monitor.measure(discover_layers(small_cnn()), step=0), monitor.history))
     finally:
         os.umask(old)
     files = list(tmp_path.glob("*.jsonl"))

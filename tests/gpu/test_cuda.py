@@ -123,7 +123,7 @@ def test_lightning_fsdp_strategy_on_one_gpu(tmp_path: Path) -> None:
 def test_hugging_face_callbacks_on_cuda(tmp_path: Path) -> None:
     """Skipped where transformers is not installed (the device's own Python may lack it)."""
     pytest.importorskip("transformers")
-    from filterwatch.integrations.huggingface import FilterGateCallback, FilterWatchCallback
+    from filterwatch.callbacks.huggingface import FilterGateCallback, FilterWatchCallback
     from tests.hf_helpers import Sabotage, trainer
 
     watch = FilterWatchCallback(every_n_steps=2)

@@ -207,7 +207,7 @@ def test_a_measuring_error_never_escapes_from_the_forward(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(Monitor, "measure", broken)
     model = _net()
-    with pytest.warns(UserWarning, match="stopped after an error while measuring"), \
+    with pytest.warns(UserWarning, match="watch disabled itself after an error in the forward call"), \
             watch(model, every_n_calls=1) as w:
         out = model(torch.randn(2, 1, 8, 8))  # the user's forward still returns
         model(torch.randn(2, 1, 8, 8))

@@ -12,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from filterwatch import analyze
-from filterwatch.integrations.huggingface import (
+from filterwatch.callbacks.huggingface import (
     FilterGateCallback,
     FilterWatchCallback,
     GateStoppingReason,
@@ -207,13 +207,13 @@ def test_arguments_are_checked_and_stored_as_json() -> None:
 def _count_checks(gate: FilterGateCallback) -> list[int]:
     """The steps at which ``gate`` checks, filled in as the run goes."""
     checks: list[int] = []
-    original = gate._check
+    original = gate.check
 
-    def counting(args, state, control, model, kwargs):  # type: ignore[no-untyped-def]
-        checks.append(state.global_step)
-        original(args, state, control, model, kwargs)
+    def counting(host, step):  # type: ignore[no-untyped-def]
+        checks.append(step)
+        return original(host, step)
 
-    gate._check = counting  # type: ignore[method-assign]
+    gate.check = counting  # type: ignore[method-assign]
     return checks
 
 
@@ -240,22 +240,26 @@ def test_the_gates_default_checks_within_a_tenth_of_the_run(tmp_path: Path) -> N
 
 def test_the_gate_listed_first_still_leaves_the_snapshots_to_the_watch(tmp_path: Path) -> None:
     """Whatever the order of the callbacks: one analysis per step, and the watch logs it once
-    with its TensorBoard extras."""
+    with its TensorBoard extras; the gate's checks are the watch's snapshots, so every output
+    has the gate's steps too (the history file had them, the loggers did not)."""
     watch = FilterWatchCallback(every_n_steps=2, images_every=1)
     gate = FilterGateCallback({"max-dead-channel-share": 0}, every_n_steps=1)
     tr = trainer(tmp_path, [gate, watch])
     tr.train()
     assert gate.monitor is watch.monitor
-    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 2, 4, 6]
+    every = list(range(7))
+    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == every
     acc = _events(_tb_dir(watch))
-    assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 2, 4, 6]
-    assert [r.step for r in watch.history] == [0, 1, 2, 3, 4, 5, 6]  # the gate's steps too
+    assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == every
+    assert [r.step for r in watch.history] == every
+    history = (_tb_dir(watch) / "filterwatch_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == every
 
 
 def test_the_checkpoint_folder_of_a_hyperparameter_trial_is_found(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from filterwatch.integrations.huggingface._common import checkpoint_folder
+    from filterwatch.callbacks._hf_state import checkpoint_folder
 
     args, state = SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(global_step=7)
     assert checkpoint_folder(args, state) == tmp_path / "checkpoint-7"  # not saved yet: the default
@@ -267,9 +271,9 @@ def test_the_checkpoint_folder_of_a_hyperparameter_trial_is_found(tmp_path: Path
 
 def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """The gate stops at a step only it measured; the watch's final snapshot at that step
-    (with its extras) replaces the gate's in the history and the history file: no step twice.
-    The alert that fired in the gate's measurement is printed once, by the watch."""
+    """The gate stops at a step the watch was not due at: its check there is the watch's
+    snapshot (with its extras, in every output), and the end of training takes no second one
+    of that step: no step twice. The alert that fired then is printed once, by the watch."""
     import logging
 
     watch = FilterWatchCallback(every_n_steps=2, images_every=1)
@@ -284,9 +288,9 @@ def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path,
     assert [r.step for r in watch.history] == [0, 1, 2, 3]
     history = (_tb_dir(watch) / "filterwatch_history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in history] == [0, 1, 2, 3]
-    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 2, 3]
+    assert [e["step"] for e in _watch_entries(tr.state.log_history)] == [0, 1, 2, 3]
     acc = _events(_tb_dir(watch))
-    assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 2, 3]
+    assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 1, 2, 3]
     texts = {e.step: e.tensor_proto.string_val[0].decode()
              for e in acc.Tensors("filterwatch/alerts/text_summary")}
     assert "dead" in texts[3]  # the gate's alert, in the alerts panel at the final snapshot

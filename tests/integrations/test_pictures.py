@@ -134,6 +134,7 @@ def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: b
     from torch.utils.tensorboard import SummaryWriter
 
     from filterwatch.integrations.tensorboard import TensorBoardSink
+    from filterwatch.monitor import Snapshot
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3))
     asked: list[float] = []
@@ -142,7 +143,7 @@ def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: b
     history = [analyze(net) for _ in range(4)]
     for i, report in enumerate(history):
         report.step = i
-        sink.write(report, history[: i + 1], [], None, scalars={}, final=i == 3)
+        sink.write(Snapshot(report, history[: i + 1], final=i == 3))
     writer.close()
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()
@@ -159,6 +160,7 @@ def test_no_skip_note_when_the_skipped_snapshot_was_the_last(tmp_path: Path) -> 
     from torch.utils.tensorboard import SummaryWriter
 
     from filterwatch.integrations.tensorboard import TensorBoardSink
+    from filterwatch.monitor import Snapshot
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3))
     writer = SummaryWriter(str(tmp_path))
@@ -166,7 +168,7 @@ def test_no_skip_note_when_the_skipped_snapshot_was_the_last(tmp_path: Path) -> 
     history = [analyze(net) for _ in range(3)]
     for i, report in enumerate(history):
         report.step = i
-        sink.write(report, history[: i + 1], [], None, scalars={})
+        sink.write(Snapshot(report, history[: i + 1]))
     sink.finish(history)
     writer.close()
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})

@@ -21,6 +21,7 @@ class FakeClock:
 def _run(s: Schedule, steps: list[int]) -> list[int]:
     taken = []
     for step in steps:
+        s.decide(step)
         if s.due(step):
             s.record(step, 0.0)
             taken.append(step)
@@ -54,6 +55,7 @@ def test_adaptive_keeps_the_overhead_within_budget() -> None:
     s.begin(0)
     step, spent_total, train_total = 0, 0.0, 0.0
     while step < 5000:
+        s.decide(step)
         if s.due(step):
             clock.t += 0.05             # a snapshot costs 50 ms ...
             s.record(step, 0.05)        # ... and is recorded when it is done
@@ -103,6 +105,7 @@ def _simulate(s: Schedule, clock: FakeClock, steps: int, warmup_s: float, snapsh
     taken: list[int] = []
     s.begin(0)
     for step in range(steps):
+        s.decide(step)
         if (step == 0 and s.fresh(0)) or s.due(step):
             cost = warmup_s if not taken else snapshot_s
             clock.t += cost

@@ -2,11 +2,12 @@
 
 Every public function takes a conv weight in ``(C_out, C_in/groups, k1, ..., kd)`` layout, in
 any float dtype and on any device, computes in float64 and never modifies or keeps its input.
-The private ``_*_update`` / ``_*_compute`` pairs split each measure into sufficient statistics
+The ``*_update`` / ``*_compute`` pairs split each measure into sufficient statistics
 and their evaluation (as torchmetrics does); :mod:`filterwatch.functional.stats` combines
 them into the one-read-per-layer statistics that the engine and ``FilterMetrics`` share.
 """
 
+from ._filters import filter_matrix
 from ._scratch import scratch_memory
 from .drift import DriftBasis, DriftResult, drift, drift_basis, drift_noise_floor, peak_scale
 from .entropy import VarianceEntropy, random_entropy_threshold, variance_entropy
@@ -23,6 +24,7 @@ __all__ = [
     "drift",
     "drift_basis",
     "drift_noise_floor",
+    "filter_matrix",
     "filter_norms",
     "nonfinite_count",
     "orthogonality",

@@ -48,7 +48,7 @@ def _require_finite(weight: torch.Tensor, measure: str) -> None:
         )
 
 
-def _filter_matrix(weight: torch.Tensor) -> torch.Tensor:
+def filter_matrix(weight: torch.Tensor) -> torch.Tensor:
     """(C_out, C_in/g, *k) -> (n, K): one row per kernel slice."""
     k = 1
     for s in weight.shape[2:]:

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError, UndefinedMeasureError
 from ._binning import Frame, _row_peaks, bin_counts, coefficient_range
-from ._filters import _check_weight, _filter_matrix, _safe_scale, _transposed
+from ._filters import _check_weight, _safe_scale, _transposed, filter_matrix
 from ._scratch import _scratch
 from .entropy import _variance_entropy_update_t
 
@@ -82,7 +82,7 @@ def _working_filters(x: torch.Tensor, arg: str) -> tuple[torch.Tensor, torch.Ten
     of the float range are scaled by a power of two (drift is scale-invariant per filter)."""
     if isinstance(x, torch.Tensor) and x.ndim == 2:
         x = x.unsqueeze(1)  # (n, 1, K) is a valid weight layout
-    f = _filter_matrix(_check_weight(x, arg))
+    f = filter_matrix(_check_weight(x, arg))
     if f.dtype != torch.float64:
         f = f.to(torch.float32)
     peak = _row_peaks(f)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._filters import _filter_matrix, _prepare, _transposed
+from ._filters import _prepare, _transposed, filter_matrix
 from ._random_entropy import random_entropy_threshold
 from ._scratch import _scratch
 
@@ -116,7 +116,7 @@ def _variance_entropy_compute(n: torch.Tensor, s1: torch.Tensor, s2: torch.Tenso
     return torch.where(n.to(s2.device) >= 2, h, torch.full_like(h, math.nan))
 
 
-def _normalize(entropy: float, n: int, k: int) -> tuple[float | None, str]:
+def normalized_entropy(entropy: float, n: int, k: int) -> tuple[float | None, str]:
     """``entropy / H_T(n)`` and, where that is undefined, the reason."""
     if k < 2:
         return None, "normalised VE is undefined for 1-value kernels (VE is always 0)"
@@ -151,7 +151,7 @@ def variance_entropy(weight: torch.Tensor, mask: torch.Tensor | None = None) -> 
         >>> round(ve.entropy, 2), round(ve.normalized, 2)
         (0.95, 1.0)
     """
-    filters = _filter_matrix(_prepare(weight, "variance entropy"))
+    filters = filter_matrix(_prepare(weight, "variance entropy"))
     if mask is not None:
         ok = isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
         if not ok or mask.shape != (filters.shape[0],):
@@ -168,5 +168,5 @@ def variance_entropy(weight: torch.Tensor, mask: torch.Tensor | None = None) -> 
     stats = _variance_entropy_update(filters)
     entropy = float(_variance_entropy_compute(
         torch.tensor([n], device=filters.device), stats.s1[None], stats.s2[None])[0])
-    normalized, reason = _normalize(entropy, n, k)
+    normalized, reason = normalized_entropy(entropy, n, k)
     return VarianceEntropy(entropy, normalized, n, reason)

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ._filters import _as_float64, _check_weight, _filter_matrix
+from ._filters import _as_float64, _check_weight, filter_matrix
 
 __all__ = ["dead_channels", "filter_norms", "nonfinite_count", "relative_change"]
 
@@ -23,7 +23,7 @@ def filter_norms(weight: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     if p <= 0:
         raise InputError(f"`p` expected a positive number, got {p!r}; hint: 1 or 2")
     w = _as_float64(_check_weight(weight))
-    norms: torch.Tensor = torch.linalg.vector_norm(_filter_matrix(w), ord=p, dim=1)
+    norms: torch.Tensor = torch.linalg.vector_norm(filter_matrix(w), ord=p, dim=1)
     return norms
 
 
@@ -48,7 +48,7 @@ def dead_channels(weight: torch.Tensor) -> torch.Tensor:
         [1]
     """
     w = _check_weight(weight)
-    return _dead_channels_update(_filter_matrix(w).abs().amax(dim=1), int(w.shape[0]))
+    return _dead_channels_update(filter_matrix(w).abs().amax(dim=1), int(w.shape[0]))
 
 
 def nonfinite_count(weight: torch.Tensor) -> int:

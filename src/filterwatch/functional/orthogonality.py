@@ -45,7 +45,7 @@ def _orthogonality_update(rows: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _orthogonality_compute(abs_sum: float, c_out: int) -> float:
+def orthogonality_compute(abs_sum: float, c_out: int) -> float:
     if c_out < 2:
         raise UndefinedMeasureError(
             f"orthogonality is undefined for a layer with {c_out} output filter (C_out = 1): "
@@ -73,4 +73,4 @@ def orthogonality(weight: torch.Tensor) -> float:
         True
     """
     rows = _output_filter_matrix(_prepare(weight, "orthogonality"))
-    return _orthogonality_compute(float(_orthogonality_update(rows)), int(rows.shape[0]))
+    return orthogonality_compute(float(_orthogonality_update(rows)), int(rows.shape[0]))

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError
-from ._filters import _filter_matrix, _prepare
+from ._filters import _prepare, filter_matrix
 
 __all__ = ["SparsityResult", "check_eps", "sparsity"]
 
@@ -55,7 +55,7 @@ def _sparsity_update(row_peak: torch.Tensor, eps: float,
     return row_peak.to(torch.float64) < t, t
 
 
-def _sparsity_compute(n_sparse: float, n: int) -> float:
+def sparsity_compute(n_sparse: float, n: int) -> float:
     return n_sparse / n
 
 
@@ -78,10 +78,10 @@ def sparsity(weight: torch.Tensor, eps: float = 0.01) -> SparsityResult:
         (0.125, [2])
     """
     eps = check_eps(eps)
-    filters = _filter_matrix(_prepare(weight, "sparsity"))
+    filters = filter_matrix(_prepare(weight, "sparsity"))
     mask, t = _sparsity_update(filters.abs().amax(dim=1), eps)
     return SparsityResult(
-        value=_sparsity_compute(float(mask.sum()), mask.numel()),
+        value=sparsity_compute(float(mask.sum()), mask.numel()),
         mask=mask,
         indices=mask.nonzero().flatten(),
         threshold=float(t),

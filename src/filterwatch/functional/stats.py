@@ -1,14 +1,14 @@
 """The sufficient statistics of one layer: one read of the kernel gives every measure.
 
-:func:`_layer_stats_update` reads a conv weight once (in its own precision; fp16/bf16 are
+:func:`layer_stats_update` reads a conv weight once (in its own precision; fp16/bf16 are
 upcast to float32) and returns :class:`LayerStats`: sums that add across layers' shards and
 processes (counts, ``Σf``, ``Σffᵀ``, for all filters and for the sparse ones, so clean VE
 needs no second pass), a max (the peak) and orthogonality's ``Σ|G - I|``.
-:func:`_layer_stats_compute` turns a batch of them into plain numbers, with one batched
+:func:`layer_stats_compute` turns a batch of them into plain numbers, with one batched
 eigendecomposition per kernel size and one device-to-host transfer.
 
 The per-filter pass is pluggable (``row_pass``): the fused engine passes a Triton kernel on
-CUDA; the default is the torch implementation :func:`_row_stats`.
+CUDA; the default is the torch implementation :func:`row_stats`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._filters import _filter_matrix, _output_filter_matrix, _safe_scale, _transposed
+from ._filters import _output_filter_matrix, _safe_scale, _transposed, filter_matrix
 from ._scratch import _scratch
 from .entropy import (
     MomentSums,
@@ -96,7 +96,7 @@ class LayerValues(NamedTuple):
 _ROW_CHUNK = 65536  # filters per block of the CPU pass: its buffers stay in the cache
 
 
-def _row_stats(f: torch.Tensor) -> RowStats:
+def row_stats(f: torch.Tensor) -> RowStats:
     """The torch implementation of the per-filter pass, over blocks of ``_ROW_CHUNK``
     filters whose intermediates stay in the CPU's cache (one memory read of ``f``; a
     whole-matrix pass per operation was twice as slow on ResNet-50). Each block works on
@@ -139,13 +139,13 @@ def _working_precision(weight: torch.Tensor) -> torch.Tensor:
     return w if w.dtype == torch.float64 else w.to(torch.float32)
 
 
-def _layer_stats_update(
+def layer_stats_update(
     weight: torch.Tensor,
     eps: float,
     *,
     orthogonality: bool = True,
     peak: torch.Tensor | None = None,
-    row_pass: Callable[[torch.Tensor], RowStats] = _row_stats,
+    row_pass: Callable[[torch.Tensor], RowStats] = row_stats,
 ) -> LayerStats:
     """Statistics of one weight in ``(C_out, C_in/groups, *kernel)`` layout.
 
@@ -153,12 +153,12 @@ def _layer_stats_update(
     the sparse threshold is the global one). Weights from about 1e-30 to 1e30 (float32) or
     near 1e200 (float64) are scaled by a power of two before any product (``scale``)."""
     w = _working_precision(weight)
-    f = _filter_matrix(w)
+    f = filter_matrix(w)
     rows = row_pass(f)
     scale = _safe_scale(float(rows.row_peak.max()))
     if scale != 1.0:  # rare: read again, scaled, rather than overflow or underflow
         w = w * scale
-        f = _filter_matrix(w)
+        f = filter_matrix(w)
         rows = row_pass(f)
         peak = None if peak is None else peak * scale
     local_peak = rows.row_peak.max().to(torch.float64)
@@ -239,7 +239,7 @@ def _to_host(stats: Sequence[LayerStats]) -> list[LayerStats]:
     return out
 
 
-def _layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
+def layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
     """Every layer's numbers from its statistics: one copy to the host, then the small K x K
     eigendecompositions there (one batched call per kernel size)."""
     if not stats:

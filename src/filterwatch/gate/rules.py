@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..layers import LayerSelection
+from ..report.registry import select
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,13 +101,16 @@ class GateConfig:
 
     @property
     def needs_spectral(self) -> bool:
-        """Whether a rule (default or per-layer) needs the spectral measures."""
-        spectral = ("max_condition_number", "max_lipschitz_bound")
-        return any(getattr(self.rules, k) is not None for k in spectral) or any(
-            o.values.get(k) is not None for o in self.overrides for k in spectral)
+        """Whether a rule (default or per-layer) needs the spectral measures: a rule on a
+        measure the registry marks ``spectral`` (the callbacks, ``check`` and
+        ``assert_filters_healthy`` all turn them on from this)."""
+        return any(getattr(self.rules, k) is not None for k in _SPECTRAL_RULES) or any(
+            o.values.get(k) is not None for o in self.overrides for k in _SPECTRAL_RULES)
 
 
 _RULE_KEYS = {f.name.replace("_", "-"): f for f in fields(GateRules)}
+_SPECTRAL_RULES = tuple(f.name for f in fields(GateRules)
+                        if f.name.split("_", 1)[-1] in {m.key for m in select(spectral=True)})
 # old names that still work: each says what it meant and which name replaces it
 RENAMED_RULES = {"max-dead-channels": "max-dead-channel-share"}
 _SELECT_KEYS = ("kernel-sizes", "include", "exclude", "layer")

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..measure import KernelRead
-from ..monitor import LAYER_TAG, MODEL_TAG, Alert
+from ..monitor import LAYER_TAG, MODEL_TAG, Alert, Sink, Snapshot
 from ..reference import Reference
 from ..report import Report
 from ..report.registry import get, select
@@ -72,8 +72,9 @@ class _Extras(NamedTuple):
     grid: torch.Tensor | None
 
 
-class TensorBoardSink:
-    """Writes snapshots to a ``SummaryWriter``; scalars optional (Lightning logs them itself).
+class TensorBoardSink(Sink):
+    """Writes snapshots to a ``SummaryWriter``: the scalars (``scalars=False`` leaves them to
+    another sink) and the extras, in one event per snapshot.
 
     Per-kernel extras (histograms of filter norms and weights, the first principal
     coefficient against the reference's, filter images) are taken while the snapshot holds
@@ -83,13 +84,18 @@ class TensorBoardSink:
 
     ``affords(seconds)`` (the schedule's :meth:`~filterwatch.monitor.Schedule.affords`) decides
     whether the heatmaps, by far the costliest extra (matplotlib), fit the overhead budget
-    now; without it they are drawn whenever due.
+    now; without it they are drawn whenever due. ``fallback`` takes its place when its disk
+    fails (see :class:`~filterwatch.monitor.Sink`).
     """
+
+    what = "TensorBoard extras"
 
     def __init__(self, writer: Any, *, scalars: bool = True, images_every: int = 10,
                  histograms: bool = True, max_image_layers: int | None = None,
-                 filter_images: bool = True, affords: Callable[[float], bool] | None = None) -> None:
+                 filter_images: bool = True, affords: Callable[[float], bool] | None = None,
+                 fallback: Sink | None = None) -> None:
         self.writer = writer
+        self.fallback = fallback
         self.filter_images = filter_images
         self.write_scalars = scalars
         self.images_every = images_every
@@ -105,7 +111,7 @@ class TensorBoardSink:
         self._heatmaps_written = False  # by the last write
         self._skip_note: tuple[int, str] | None = None  # written with the next snapshot
 
-    def purge_after(self, step: int) -> None:
+    def resume(self, step: int) -> None:
         """After a resume from a checkpoint taken at ``step``: tell TensorBoard to drop what
         the crashed run wrote for later steps (a SessionLog START at ``step + 1``), so the
         resumed run's values are the only ones at those steps."""
@@ -124,7 +130,7 @@ class TensorBoardSink:
     def _images_due(self, final: bool) -> bool:
         return final or self._count % self.images_every == 0
 
-    def collector(self, final: bool = False) -> Callable[[KernelRead], None]:
+    def collector(self, final: bool = False) -> Callable[[KernelRead], None] | None:
         """The ``on_kernel`` hook of the next snapshot: keeps this sink's extras of each kernel."""
         self._pending = {}
         images = self.filter_images and self._images_due(final)
@@ -146,22 +152,22 @@ class TensorBoardSink:
 
         return collect
 
-    def write(self, report: Report, history: Sequence[Report], new_alerts: Sequence[Alert],
-              reference: Reference | None, *, scalars: dict[str, float], final: bool = False,
-              notes: Sequence[str] = ()) -> None:
+    def write(self, snapshot: Snapshot) -> None:
         """Everything of one snapshot in one TensorBoard event (one ``Summary`` of many values:
-        a write per value costs about 0.1 ms each, and a snapshot has hundreds); ``notes``
-        (the schedule's) go to ``filterwatch/notes``. The final snapshot always has the
+        a write per value costs about 0.1 ms each, and a snapshot has hundreds); the
+        schedule's notes go to ``filterwatch/notes``. The final snapshot always has the
         heatmaps, whatever the budget."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        step = int(report.step or 0)
+        report, history, final = snapshot.report, snapshot.history, snapshot.final
+        new_alerts, reference, notes = snapshot.alerts, snapshot.reference, snapshot.notes
+        step = snapshot.step
         self._write_skip_note()
         if not self._layout_done:
             self.layout(bool(report.settings.get("spectral")))
         values: list[Any] = []
         if self.write_scalars:
-            values += [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
+            values += [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in snapshot.scalars.items()]
         for name, extras in self._pending.items():
             values += self._layer_extras(name, extras, reference, report)
         self._pending = {}

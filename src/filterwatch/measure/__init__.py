@@ -1,6 +1,6 @@
 """Measuring: ``analyze`` (a model, state_dict or checkpoint -> Report) and the fused engine."""
 
-from .analyze import analyze, analyze_layers
+from .analyze import analyze
 from .engine import (
     PRECISIONS,
     KernelRead,
@@ -9,6 +9,7 @@ from .engine import (
     measure_layers,
     reports_from_stats,
 )
+from .options import MeasureOptions
 
-__all__ = ["PRECISIONS", "KernelRead", "Precision", "analyze", "analyze_layers", "layer_stats",
+__all__ = ["PRECISIONS", "KernelRead", "MeasureOptions", "Precision", "analyze", "layer_stats",
            "measure_layers", "reports_from_stats"]

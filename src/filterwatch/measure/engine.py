@@ -1,6 +1,6 @@
 """The fused engine: every measure for every layer from one read of each kernel.
 
-Per layer, :func:`filterwatch.functional.stats._layer_stats_update` reads the kernel once,
+Per layer, :func:`filterwatch.functional.stats.layer_stats_update` reads the kernel once,
 on its own device and in its own precision (fp16/bf16 as float32; ``precision="float64"``
 upcasts first), and keeps only small sufficient statistics; then the spectra of all layers
 with the same ``K`` go through one batched eigendecomposition and the numbers reach the host
@@ -19,19 +19,18 @@ from typing import Literal, NamedTuple
 import torch
 
 from ..errors import InputError
-from ..functional._filters import _filter_matrix
-from ..functional._scratch import scratch_memory
-from ..functional.entropy import _normalize
+from ..functional import filter_matrix, scratch_memory
+from ..functional.entropy import normalized_entropy
 from ..functional.init_match import init_bound_ratio, init_match
-from ..functional.orthogonality import _orthogonality_compute
-from ..functional.sparsity import _sparsity_compute
+from ..functional.orthogonality import orthogonality_compute
+from ..functional.sparsity import sparsity_compute
 from ..functional.stats import (
     LayerStats,
     LayerValues,
     RowStats,
-    _layer_stats_compute,
-    _layer_stats_update,
-    _row_stats,
+    layer_stats_compute,
+    layer_stats_update,
+    row_stats,
 )
 from ..layers import ConvLayer
 from ..reference.compare import ReferencePlan
@@ -62,7 +61,7 @@ def check_precision(precision: object) -> Precision:
 
 def _row_pass(f: torch.Tensor) -> Callable[[torch.Tensor], RowStats]:
     """The Triton kernel where it can run (CUDA, or its interpreter), else torch."""
-    return triton_row_stats if triton_usable(f) else _row_stats
+    return triton_row_stats if triton_usable(f) else row_stats
 
 
 def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
@@ -71,8 +70,8 @@ def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
     w = weight.detach()
     if precision == "float64":
         w = w.to(torch.float64)
-    row_pass = _row_stats if w.dtype == torch.float64 else _row_pass(_filter_matrix(w))
-    return _layer_stats_update(w, eps, orthogonality=orthogonality, peak=peak, row_pass=row_pass)
+    row_pass = row_stats if w.dtype == torch.float64 else _row_pass(filter_matrix(w))
+    return layer_stats_update(w, eps, orthogonality=orthogonality, peak=peak, row_pass=row_pass)
 
 
 def _base(layer: ConvLayer) -> LayerReport:
@@ -100,7 +99,7 @@ def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix:
                    f"{prefix}variance entropy is undefined for fewer than 2 filters (got {n})")
         return
     setattr(r, key, value)
-    norm, why = _normalize(value, n, k)
+    norm, why = normalized_entropy(value, n, k)
     setattr(r, f"{key}_norm", norm)
     if why:
         r.undefined[f"{key}_norm"] = why
@@ -134,7 +133,7 @@ def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
     if v.nonfinite:
         _undefined(r, _NOT_FROM_NONFINITE, f"the weight holds {v.nonfinite} non-finite value(s) (NaN/Inf)")
         return r
-    r.sparsity, r.n_sparse = _sparsity_compute(v.n_sparse, s.n), v.n_sparse
+    r.sparsity, r.n_sparse = sparsity_compute(v.n_sparse, s.n), v.n_sparse
     r.weight_norm, r.filter_l1_mean, r.filter_l2_mean = v.weight_norm, v.filter_l1_mean, v.filter_l2_mean
     _set_init(r, layer, s, v)
     _set_entropy(r, "variance_entropy", v.variance_entropy, s.n, s.k, "")
@@ -153,13 +152,13 @@ def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
         r.undefined["orthogonality"] = (f"orthogonality is undefined for a layer with {s.c_out} output "
                                         "filter (C_out = 1): there is no pair to compare")
     else:
-        r.orthogonality = _orthogonality_compute(v.ortho_abs, s.c_out)
+        r.orthogonality = orthogonality_compute(v.ortho_abs, s.c_out)
     return r
 
 
 def reports_from_stats(layers: Sequence[ConvLayer], stats: Sequence[LayerStats]) -> list[LayerReport]:
     """LayerReports from statistics (one batched eigendecomposition per kernel size)."""
-    values = _layer_stats_compute(stats)
+    values = layer_stats_compute(stats)
     return [_report(layer, s, v) for layer, s, v in zip(layers, stats, values, strict=True)]
 
 

@@ -3,7 +3,8 @@
 A :class:`Monitor` keeps the reference (the weights when monitoring started, unless given),
 measures snapshots into :class:`~filterwatch.report.Report` objects (the history), raises
 alerts on change and turns reports into flat scalar dicts ``filterwatch/<layer>/<measure>``.
-It keeps no reference to the model between calls.
+It keeps no reference to the model between calls. Where the reports go (loggers, TensorBoard,
+the JSON Lines history) is the business of the sinks (:mod:`filterwatch.monitor.sinks`).
 """
 
 from __future__ import annotations
@@ -16,18 +17,16 @@ from typing import Any
 
 import torch
 
-from .._atomic import write_text_atomic
 from ..errors import InputError
-from ..functional.sparsity import check_eps
 from ..layers import ConvLayer, LayerSelection
-from ..measure import KernelRead, analyze_layers
-from ..reference import Matching, Reference, ReferencePlan
-from ..report import Report, history_table, summarize, to_table
+from ..measure import KernelRead, MeasureOptions
+from ..reference import Matching, Reference
+from ..report import Report, summarize
 from ..report.registry import select
 from .alerts import Alert, AlertRules, AlertTracker
 from .schedule import check_count
 
-__all__ = ["LAYER_TAG", "MODEL_TAG", "SCALAR_MEASURES", "Monitor", "MonitorViews"]
+__all__ = ["LAYER_TAG", "MODEL_TAG", "OVERHEAD_TAG", "SCALAR_MEASURES", "Monitor"]
 
 SCALAR_MEASURES: tuple[str, ...] = tuple(m.key for m in select(scalar=True))
 # the logged tags: one per layer and measure; the model's means in a namespace of their own,
@@ -52,7 +51,10 @@ class Monitor:
         reference_device: where the fit-start reference weights live (default: where the
             weights themselves live, so relative change needs no copy).
         keep_reports: how many of the latest reports the history (and a checkpoint) keeps;
-            the JSON Lines history that the callbacks write keeps every one.
+            the JSON Lines history (:class:`~filterwatch.monitor.HistoryFile`) keeps every one.
+        spectral: also the spectral measures, on every ``spectral_every``-th snapshot.
+
+    The measurement options are validated here, once per run (see :meth:`options_for`).
     """
 
     def __init__(
@@ -71,7 +73,6 @@ class Monitor:
             raise InputError(f"`spectral` expected True or False, got {spectral!r}")
         self.spectral, self.spectral_every = spectral, check_count("spectral_every", spectral_every)
         self.orthogonality_every = check_count("orthogonality_every", orthogonality_every)
-        check_eps(sparsity_eps, "sparsity_eps")
         if reference is not None and not isinstance(reference, Reference | str | Path):
             raise InputError(f"`reference` expected a Reference, a reference file path or None, "
                              f"got {type(reference).__name__}")
@@ -79,16 +80,33 @@ class Monitor:
             Reference.load(reference) if isinstance(reference, str | Path) else reference
         )
         self.user_reference = reference is not None
-        self.sparsity_eps = sparsity_eps
         self.reference_device = None if reference_device is None else torch.device(reference_device)
         self.keep_reports = check_count("keep_reports", keep_reports)
-        self.history_path: Path | None = None
-        self._last_line_at: int | None = None  # where the history file's last line starts
-        self.history_error = ""  # why the history file stopped, if it did
         self.tracker = AlertTracker(alert_rules or AlertRules())
         self.history: list[Report] = []
         self.nonfinite_at_start = False  # the fit-start reference saw NaN/Inf weights
         self._unreported: list[Alert] = []
+        # validated once: the options of a snapshot with every measure, and its variants
+        self._options = MeasureOptions(sparsity_eps, reference=self.reference, matching=_LENIENT,
+                                       spectral=spectral)
+        self._variants: dict[tuple[bool, bool], MeasureOptions] = {}
+
+    @property
+    def sparsity_eps(self) -> float:
+        return self._options.sparsity_eps
+
+    def options_for(self, *, final: bool = False) -> MeasureOptions:
+        """The options of the next snapshot: orthogonality and the spectral measures on their
+        every-k snapshots (the final one has every measure). Made once per combination and
+        reference, each keeping its matching plan until the layers change."""
+        ortho = final or len(self.history) % self.orthogonality_every == 0
+        spectral = self.spectral and (final or len(self.history) % self.spectral_every == 0)
+        options = self._variants.get((ortho, spectral))
+        if options is None or options.reference is not self.reference:
+            options = self._options.variant(orthogonality=ortho, spectral=spectral,
+                                            reference=self.reference)
+            self._variants[(ortho, spectral)] = options
+        return options
 
     @property
     def alerts(self) -> list[Alert]:
@@ -122,7 +140,7 @@ class Monitor:
         analysis, no new alerts): FilterWatch and FilterGate share one Monitor that way. A
         final snapshot at that step (the run stopped right after the gate's check) measures
         again, with every measure and the caller's ``on_kernel``, and *replaces* that
-        snapshot, in the history and in the history file: a step is never there twice."""
+        snapshot in the history (and the sinks replace it too): a step is never there twice."""
         same_step = bool(self.history) and self.history[-1].step == step
         if same_step and not final:
             return self.history[-1]
@@ -135,18 +153,13 @@ class Monitor:
             if on_kernel is not None:
                 on_kernel(read)
 
-        ortho = final or len(self.history) % self.orthogonality_every == 0
-        spectral = self.spectral and (final or len(self.history) % self.spectral_every == 0)
-        report = analyze_layers(layers, source=source, sparsity_eps=self.sparsity_eps,
-                                orthogonality=ortho, reference=self.reference, matching=_LENIENT,
-                                step=step, on_kernel=hook, spectral=spectral)
+        report = self.options_for(final=final).run(layers, source=source, step=step, on_kernel=hook)
         if first:
             self._compare_first(layers, report, captured)
         if same_step:
             self.history[-1] = report
         else:
             self.history.append(report)
-        self._append_history(report, replace_last=same_step)
         if len(self.history) > self.keep_reports:
             del self.history[: len(self.history) - self.keep_reports]
         self._unreported += self.tracker.update(report)
@@ -165,7 +178,8 @@ class Monitor:
         with itself (zero drift and change by construction)."""
         self._build_reference(captured)
         assert self.reference is not None
-        plan = ReferencePlan(layers, self.reference, _LENIENT)
+        plan = self.options_for().plan(layers)
+        assert plan is not None
         for i, (layer, lr) in enumerate(zip(layers, report.layers, strict=True)):
             plan.apply(lr, plan.itself(i, layer.n_filters) if layer.name in captured
                        else plan.compare(i, None))
@@ -216,74 +230,3 @@ class Monitor:
                                            for k, v in self.reference.snapshot.items()}
         self.history = [Report.from_json(text, where="checkpoint") for text in state.get("history", [])]
         self.tracker.load_state_dict(state.get("alerts", {}))
-
-    def start_history_file(self, path: Path, resumed_at: int | None = None) -> None:
-        """Start the JSON Lines history at ``path`` (every report, one per line, appended as
-        it is taken). After a resume from a checkpoint taken at ``resumed_at``, the lines of
-        earlier steps are kept and those a crashed run wrote after it are dropped."""
-        kept = ""
-        if resumed_at is not None and path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            kept = "".join(line for line in lines if _step_of(line) is not None
-                           and _step_of(line) <= resumed_at)  # type: ignore[operator]
-        write_text_atomic(path, kept)
-        self.history_path = path
-        self._last_line_at = None
-
-    def _append_history(self, report: Report, replace_last: bool = False) -> None:
-        """Append ``report`` to the JSON Lines history file, if one was started (or replace
-        the last line with it). A failure (an unwritable or full disk) stops the file, not the
-        run: see ``history_error``."""
-        if self.history_path is None:
-            return
-        try:
-            with open(self.history_path, "a+b") as fh:
-                if replace_last and self._last_line_at is not None:
-                    fh.truncate(self._last_line_at)
-                fh.seek(0, 2)
-                self._last_line_at = fh.tell()
-                fh.write(report.to_json(indent=None).encode("utf-8"))
-        except OSError as exc:
-            self.history_path = None
-            self.history_error = f"{type(exc).__name__}: {exc}"
-
-
-def _step_of(line: str) -> int | None:
-    try:
-        step = json.loads(line).get("step")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return step if isinstance(step, int) else None
-
-
-class MonitorViews:
-    """Read-only views shared by ``FilterWatch`` and ``watch``'s ``Watcher`` (a mixin over an
-    attribute ``monitor``)."""
-
-    monitor: Monitor
-
-    @property
-    def history(self) -> list[Report]:
-        """Every snapshot so far, oldest first."""
-        return self.monitor.history
-
-    @property
-    def alerts(self) -> list[Alert]:
-        return self.monitor.alerts
-
-    @property
-    def reference(self) -> Reference | None:
-        return self.monitor.reference
-
-    def history_table(self, measure: str = "variance_entropy") -> str:
-        """How ``measure`` evolved: one row per layer, one column per snapshot."""
-        return history_table(self.history, measure)
-
-    def summary(self) -> str:
-        """The last report as a table, and the alerts."""
-        if not self.history:
-            return f"{type(self).__name__}: no snapshot yet\n"
-        text = to_table(self.history[-1])
-        if self.alerts:
-            text += "alerts:\n" + "".join(f"  step {a.step}: {a.message}\n" for a in self.alerts)
-        return text

@@ -1,59 +1,20 @@
-"""What every training integration does the same way (Lightning, the Hugging Face Trainer,
-``watch``): its failure policy, how alerts are printed, and how model surgery is explained."""
+"""How alerts and notes are printed, and how model surgery is explained (the failure policy
+is :func:`filterwatch.monitor.host.turned_off_on_error`)."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
 
 from ..layers import ConvLayer
 from .alerts import Alert
 
-__all__ = ["ALERT_LOG", "NOTE_LOG", "Guarded", "guarded", "layer_changes", "log_alerts", "log_notes"]
+__all__ = ["ALERT_LOG", "NOTE_LOG", "layer_changes", "log_alerts", "log_notes"]
 
 # alerts are printed once, as one line: "filterwatch alert at step 40: features.5: sparse ..."
 ALERT_LOG = logging.getLogger("filterwatch.alerts")
 # notes about the monitoring itself (what the schedule's floor costs): info, not alarms
 NOTE_LOG = logging.getLogger("filterwatch.notes")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Guarded(Protocol):
-    """An integration whose hooks follow the failure policy of :func:`guarded`."""
-
-    disabled: bool
-    failure: str
-    strict: bool
-
-
-def guarded(warn: Callable[[str], None]) -> Callable[[F], F]:
-    """Decorate a hook so that an error in it warns once (through ``warn``) and disables the
-    monitor: a monitoring failure never kills a training run, unless the integration was
-    made ``strict``. A disabled integration's hooks do nothing."""
-
-    def decorate(hook: F) -> F:
-        @functools.wraps(hook)
-        def run(self: Guarded, *args: Any, **kwargs: Any) -> Any:
-            if self.disabled:
-                return None
-            try:
-                return hook(self, *args, **kwargs)
-            except Exception as exc:
-                if self.strict:
-                    raise
-                self.disabled = True
-                self.failure = f"{type(exc).__name__}: {exc}"
-                warn(f"{type(self).__name__} disabled itself after an error in {hook.__name__}: "
-                     f"{self.failure}. Training continues; pass strict=True to fail instead.")
-                return None
-
-        return run  # type: ignore[return-value]
-
-    return decorate
-
 
 def log_alerts(alerts: Sequence[Alert]) -> None:
     """One plain line per alert on the ``filterwatch.alerts`` logger, at the step where it

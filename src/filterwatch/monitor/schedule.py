@@ -134,18 +134,21 @@ class Schedule:
 
     @property
     def undecided(self) -> bool:
-        """Adaptive mode before a training step was timed: :meth:`due` decides at the next
-        step (under sharding the caller broadcasts that decision so that ranks agree)."""
+        """Adaptive mode before a training step was timed: :meth:`decide` places the next
+        snapshot at the next step (under sharding the caller broadcasts that decision so that
+        ranks agree)."""
         return self.next_step < 0
 
-    def due(self, step: int) -> bool:
-        """Whether a step-triggered snapshot is due at ``step`` (the first call after an
-        undecided placement decides it, so callers under sharding broadcast it)."""
-        if not self.by_step or step == self.last_step:
-            return False
-        if self.undecided:
+    def decide(self, step: int) -> None:
+        """Place an undecided next snapshot now that ``step`` was timed (nothing otherwise)."""
+        if self.undecided and self.by_step and step != self.last_step:
             self.next_step = self._adaptive_next(step)
-        return step >= self.next_step
+
+    def due(self, step: int) -> bool:
+        """Whether a step-triggered snapshot is due at ``step`` (pure: an undecided placement
+        is never due; :meth:`decide` places it)."""
+        return (self.by_step and step != self.last_step and not self.undecided
+                and step >= self.next_step)
 
     def due_epoch(self, epoch: int, step: int) -> bool:
         """Whether an epoch-triggered snapshot is due at the end of ``epoch`` (0-based)."""

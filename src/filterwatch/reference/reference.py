@@ -20,7 +20,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import InputError, NoConvLayersError, UndefinedMeasureError
-from ..functional._scratch import scratch_memory
+from ..functional import scratch_memory
 from ..functional.drift import BINS, drift_basis, drift_noise_floor
 from ..layers import (
     ConvLayer,

@@ -3,6 +3,22 @@
 Everything that lists measures is derived from :data:`MEASURES`: the report summary, the
 scalars a monitor logs, the TensorBoard layout and heatmaps, the table columns, the gate's
 rule groups, hints and baseline directions, and which measures the alerts may name.
+
+A new measure touches four files (and their tests):
+
+1. ``functional/<concept>.py``: the maths, a pure function of a kernel (torch only), tested
+   against a numpy reference;
+2. ``measure/engine.py`` (``_FROM_KERNEL`` measures) or, for a family that is off by default,
+   the family's module (``measure/spectral.py``: ``spectral_values``): computed from the
+   kernel the snapshot already holds;
+3. ``report/report.py``: its ``LayerReport`` field (the JSON and Parquet column);
+4. here: its :class:`Measure`, from which the scalars, charts, columns, gate rules and
+   baseline follow. A measure of an optional family sets its flag (``spectral=True``): the
+   ``analyze(spectral=True)`` option, the monitors' ``spectral_every`` and the gate's
+   ``needs_spectral`` (a rule on it turns the family on in the callbacks, ``check`` and
+   ``assert_filters_healthy``) follow from that flag.
+
+A gate rule on it is a ``GateRules`` field ``max_<key>`` or ``min_<key>`` (``gate/rules.py``).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ user's ``model(x)``.
 
 from __future__ import annotations
 
-import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
+from ..integrations.tensorboard import TensorBoardSink
 from ..layers import (
     ConvLayer,
     LayerSelection,
@@ -34,10 +33,8 @@ from ..layers import (
     layer_from_module,
     strip_wrapper_prefix,
 )
-from ..monitor import AlertRules, Monitor, MonitorViews, Schedule, check_count, log_alerts, log_notes
+from ..monitor import AlertRules, Host, Sink, WatchCore, check_count, turned_off_on_error
 from ..reference import Reference
-from ..report import Report
-from .tensorboard import TensorBoardSink
 
 __all__ = ["Watcher", "watch"]
 
@@ -66,19 +63,27 @@ class _ConvWeightSpy(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-class Watcher(MonitorViews):
-    """What ``watch`` yields: the history, alerts and reference of the run so far.
+class _Loop(Host):
+    """A forward call of the model in a plain loop: the layers the hooks captured."""
 
-    ``disabled`` says why watching stopped after a measuring error ("" while it runs)."""
+    def __init__(self, event: str, source: str, layers: list[ConvLayer]) -> None:
+        super().__init__(event, source)
+        self._layers = layers
 
-    def __init__(self, monitor: Monitor, schedule: Schedule, sink: TensorBoardSink | None,
-                 order: dict[str, int], strict: bool = False) -> None:
-        self.monitor = monitor
-        self.schedule = schedule
+    def layers(self, selection: LayerSelection) -> list[ConvLayer]:
+        return self._layers  # chosen by the selection when the hooks were placed
+
+
+class Watcher(WatchCore):
+    """What ``watch`` yields: the history, alerts and reference of the run so far
+    (``disabled`` says why watching stopped, "" while it runs)."""
+
+    _interval_names = ("every_n_calls", "every_n_epochs")
+
+    def __init__(self, model: nn.Module, order: dict[str, int], **arguments: Any) -> None:
+        super().__init__(**arguments)
         self.calls = 0
-        self.disabled = ""
-        self._strict = strict
-        self._sink = sink
+        self._source = type(model).__name__
         self._capturing = False
         self._captured: dict[str, ConvLayer] = {}
         self._order = order
@@ -86,15 +91,15 @@ class Watcher(MonitorViews):
         self._effective: dict[str, torch.Tensor] = {}  # last kernel seen of own-forward convs
 
     @property
-    def overhead_s(self) -> float:
-        """Seconds spent in snapshots so far."""
-        return self.schedule.overhead_s
+    def name(self) -> str:
+        return "filterwatch.watch"
 
     # hooks -------------------------------------------------------------------------------
     def _root_pre(self, module: nn.Module, args: Any) -> None:
         if self.calls == 0:
             self.schedule.begin(0)
         self.calls += 1
+        self.schedule.decide(self.calls - 1)
         self._capturing = not self.disabled and self.schedule.due(self.calls - 1)
         self._captured = {}
 
@@ -128,72 +133,28 @@ class Watcher(MonitorViews):
         if not self._capturing or not self._captured:
             return
         self._capturing = False
-        self._safely(lambda: self.snapshot(list(self._captured.values()), self.calls - 1))
+        self._take(_Loop("the forward call", self._source, list(self._captured.values())),
+                   self.calls - 1)
         self._captured = {}
 
-    def _safely(self, run: Any) -> None:
-        """The callback's failure policy: warn once and stop watching, unless strict."""
-        try:
-            run()
-        except Exception as exc:
-            if self._strict:
-                raise
-            self.disabled = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"filterwatch.watch stopped after an error while measuring: "
-                          f"{self.disabled}; training goes on (strict=True raises it)",
-                          UserWarning, stacklevel=3)
+    @turned_off_on_error
+    def _take(self, host: Host, step: int) -> None:
+        self.snapshot(host, step)
 
     def _final(self, model: nn.Module, chosen: set[str]) -> None:
         """The snapshot of the weights as the block leaves them (unless the last call's)."""
         if self.calls == 0:
             compiled = hasattr(model, "_orig_mod")
-            warnings.warn(
+            Host().warn(
                 "filterwatch.watch saw no forward call of the model in its block"
                 + ("; the model is compiled (torch.compile) and its graph bypasses the hooks: "
                    "call watch() on the module before compiling it" if compiled else
                    "; hint: call model(x) inside the `with` block")
-                + ". The weights as they are now are measured once.", UserWarning, stacklevel=3)
-        if self.disabled:
-            return
-        if self.history and self.history[-1].step == max(self.calls - 1, 0):
-            if self._sink is not None:  # the last call's snapshot is the last one
-                self._sink.finish(self.history)
-            return
+                + ". The weights as they are now are measured once.")
         layers = [self._layer(short, module) for name, module in model.named_modules()
                   if (short := strip_wrapper_prefix(name)) in chosen
                   and isinstance(module, nn.modules.conv._ConvNd)]
-        self._safely(lambda: self.snapshot(layers, max(self.calls - 1, 0), final=True))
-
-    def snapshot(self, layers: Sequence[ConvLayer], step: int, final: bool = False) -> Report:
-        """Measure ``layers`` now, as the snapshot of ``step``; log it and place the next one."""
-        start = time.perf_counter()
-        collect = None if self._sink is None else self._sink.collector(final)
-        report = self.monitor.measure(layers, step, final=final, on_kernel=collect)
-        new_alerts = self.monitor.take_alerts()
-        notes = self.schedule.take_notes()
-        metrics = self.monitor.scalars(report, overhead_s=time.perf_counter() - start)
-        if self._sink is not None:
-            self._sink.write(report, self.history, new_alerts, self.reference,
-                             scalars=metrics, final=final, notes=notes)
-        log_alerts(new_alerts)  # one line each, as the callbacks print them
-        log_notes(notes)
-        self.schedule.record(step, time.perf_counter() - start)
-        return report
-
-
-def _start_history(monitor: Monitor, folder: Path, name: str) -> None:
-    """The history file in ``folder``, under the first free name (``name``, then ``stem-2``,
-    ...): a user's writer folder may hold an earlier run's file, which is never truncated."""
-    path, n = folder / name, 1
-    while path.exists():
-        n += 1
-        path = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        monitor.start_history_file(path)
-    except OSError as exc:  # the run itself is not at stake
-        warnings.warn(f"filterwatch.watch could not write its history file {path}: {exc}; the "
-                      "history stays available as w.history", UserWarning, stacklevel=4)
+        self.end(_Loop("the end of the block", self._source, layers), max(self.calls - 1, 0))
 
 
 @contextmanager
@@ -239,34 +200,34 @@ def watch(
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"`model` expected an nn.Module, got {type(model).__name__}")
-    schedule = Schedule(every_n_calls, None, max_overhead=max_overhead,
-                        names=("every_n_calls", "every_n_epochs"))
-    if total_calls is not None:
-        schedule.set_horizon(check_count("total_calls", total_calls))
     selection = check_selection(select)
     everything = discover_layers(model, select=LayerSelection.everything())
-    chosen = {layer.name for layer in everything if selection.accepts(layer.name, layer.kernel_size)}
-    monitor = Monitor(reference=reference, orthogonality_every=orthogonality_every,
-                      alert_rules=alert_rules, spectral=spectral, spectral_every=spectral_every)
-    sink = None if writer is None else TensorBoardSink(writer, images_every=images_every,
-                                                       affords=schedule.affords)
-    watcher = Watcher(monitor, schedule, sink, {layer.name: layer.depth for layer in everything},
-                      strict)
-    if writer is not None and history_file and chosen:
-        _start_history(monitor, Path(writer.log_dir), history_file)
-    if not chosen:  # as the callback does: say so, and stay idle
-        watcher.disabled = "no conv layers"
-        warnings.warn(f"filterwatch.watch found no conv layers to watch in {type(model).__name__} "
-                      "(with this selection); it stays idle", UserWarning, stacklevel=3)
+    chosen = [layer for layer in everything if selection.accepts(layer.name, layer.kernel_size)]
+    watcher = Watcher(model, {layer.name: layer.depth for layer in everything},
+                      every_n_steps=every_n_calls, max_overhead=max_overhead, select=selection,
+                      reference=reference, orthogonality_every=orthogonality_every,
+                      alert_rules=alert_rules, images_every=images_every, strict=strict,
+                      spectral=spectral, spectral_every=spectral_every, history_file=history_file)
+
+    def sinks() -> list[Sink]:
+        return [] if writer is None else [TensorBoardSink(writer, images_every=images_every,
+                                                          affords=watcher.schedule.affords)]
+
+    total = None if total_calls is None else check_count("total_calls", total_calls)
+    watcher.start(_Loop("watch", type(model).__name__, chosen), 0, horizon=(total, None),
+                  sinks=sinks, log_dir=None if writer is None else Path(writer.log_dir),
+                  snapshot=False)  # the first forward call takes the start snapshot
+    if watcher.disabled:  # no conv layers (it said so): stay idle
         yield watcher
         return
+    names = {layer.name for layer in chosen}
     handles = []
     finished = False
     try:
         handles.append(model.register_forward_pre_hook(watcher._root_pre))
         for name, module in model.named_modules():
             short = strip_wrapper_prefix(name)
-            if isinstance(module, nn.modules.conv._ConvNd) and short in chosen:
+            if isinstance(module, nn.modules.conv._ConvNd) and short in names:
                 if has_own_forward(module):
                     handles.append(module.register_forward_pre_hook(watcher._spy_pre(short)))
                 handles.append(module.register_forward_hook(watcher._conv_hook(short), always_call=True))
@@ -280,7 +241,7 @@ def watch(
             spy.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         watcher._spies = {}
         if finished:
-            watcher._final(model, chosen)
+            watcher._final(model, names)
         watcher._captured = {}
         watcher._effective = {}
         if writer is not None:

@@ -1,76 +1,22 @@
-"""What both Hugging Face Trainer callbacks need (private): the Trainer's other callbacks,
-its log path, agreement between processes, and their state in a checkpoint."""
+"""The Hugging Face callbacks' state in a Trainer checkpoint (private): the arguments and
+the schedule ride in the trainer state's ``stateful_callbacks`` (JSON); the Monitor's
+reference tensors, history and alerts in a safetensors file beside them (nothing is
+unpickled on resume)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import warnings
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import torch.distributed as dist
-from transformers.trainer_callback import CallbackHandler, PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ...errors import InputError
-from ...monitor import Monitor
+from ..errors import InputError
+from ..monitor import Monitor
 
 __all__: list[str] = []
 
 STATE_FILE = "filterwatch_{name}.safetensors"
-# the console printers: a snapshot's hundreds of scalars are not for the progress bar
-_CONSOLE = (PrinterCallback, ProgressCallback)
-
-
-class Ours:
-    """The base of filterwatch's Trainer callbacks: they never get each other's logs."""
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, UserWarning, stacklevel=3)
-
-
-def callback_handler() -> CallbackHandler | None:
-    """The Trainer's ``CallbackHandler`` that is calling the current hook, or None.
-
-    The Trainer hands a callback no reference to itself, its loggers or its other callbacks;
-    every event reaches a callback through ``CallbackHandler.call_event``, so the handler
-    is the caller a few frames up. Found once per run (at ``on_train_begin``)."""
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(12):
-        if frame is None:
-            return None
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, CallbackHandler):
-            return owner
-        frame = frame.f_back
-    return None
-
-
-def forward_logs(handler: CallbackHandler | None, args: Any, state: Any, control: Any,
-                 logs: dict[str, float], skip: tuple[type, ...], **kwargs: Any) -> None:
-    """Log ``logs`` as ``Trainer.log`` does: into ``state.log_history`` and to every callback's
-    ``on_log`` (so TensorBoard, W&B, MLflow... all get them), except the console printers,
-    filterwatch's own callbacks and the callbacks in ``skip``."""
-    state.log_history.append({**logs, "step": state.global_step})
-    for cb in handler.callbacks if handler is not None else []:
-        if not isinstance(cb, (*_CONSOLE, Ours, *skip)):
-            cb.on_log(args, state, control, logs=dict(logs), **kwargs)
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def broadcast(value: Any) -> Any:
-    """Rank zero's ``value`` on every rank (as is without a process group)."""
-    if not distributed():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def checkpoint_folder(args: Any, state: Any) -> Path:
@@ -130,14 +76,16 @@ def save_state_file(where: tuple[Any, Any] | None, monitor: Monitor, name: str) 
     return str(path.resolve())
 
 
-def restore_state_file(monitor: Monitor, resume: dict[str, Any], who: str) -> None:
-    """Load the Monitor that :func:`save_state_file` wrote, if the saved state names one; a
-    missing or corrupt file warns, and the reference restarts from the resumed weights."""
+def restore_state_file(monitor: Monitor, resume: dict[str, Any]) -> str:
+    """Load the Monitor that :func:`save_state_file` wrote, if the saved state names one; why
+    it could not be (a missing or corrupt file: the reference restarts from the resumed
+    weights), or ""."""
     if "file" in resume:
         try:
             load_monitor(monitor, Path(resume["file"]))
         except InputError as exc:
-            warn(f"{who}: {exc}; the reference restarts from the resumed weights")
+            return f"{exc}; the reference restarts from the resumed weights"
+    return ""
 
 
 def saved_attributes(state: Any, callback: Any) -> dict[str, Any] | None:
@@ -153,15 +101,3 @@ def saved_attributes(state: Any, callback: Any) -> dict[str, Any] | None:
         return None
     attributes = entry.get("attributes", {}).get("_resume")
     return attributes if isinstance(attributes, dict) else None
-
-
-def is_zero(state: Any) -> bool:
-    return bool(state.is_world_process_zero)
-
-
-def horizon(state: Any) -> tuple[float | None, float | None]:
-    """``(optimizer steps of the run, optimizer steps per epoch)`` from the TrainerState
-    (``max_steps`` and ``num_train_epochs`` are set before ``on_train_begin``)."""
-    total = getattr(state, "max_steps", 0) or None
-    epochs = getattr(state, "num_train_epochs", 0) or None
-    return total, None if total is None or epochs is None else total / epochs
