@@ -81,6 +81,32 @@ def _safe_scale(peak: float) -> float:
     return 1.0 if abs(exponent) <= _SAFE_EXPONENT else math.ldexp(1.0, -exponent)
 
 
+def _scaled(t: torch.Tensor, scale: float) -> torch.Tensor:
+    """``t * scale`` for a power of two ``scale`` that ``t``'s dtype may not hold (2^136 is
+    beyond float32): applied in two halves, each of which it holds."""
+    if scale == 1.0:
+        return t
+    exponent = math.frexp(scale)[1] - 1
+    half = exponent // 2
+    return t * math.ldexp(1.0, half) * math.ldexp(1.0, exponent - half)
+
+
+def _rows_to_unit_peak(f: torch.Tensor, peak: torch.Tensor,
+                       below: float = 2.0**-64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows whose peak is tiny (subnormal in float32: ``1 / peak`` overflows) scaled by a power
+    of two each, so that their peak is about 1 (for measures that are scale-invariant per
+    row, such as drift); the input is never modified."""
+    tiny = (peak > 0) & (peak < below)
+    if not bool(tiny.any()):
+        return f, peak
+    factor = torch.ldexp(torch.ones_like(peak[tiny], dtype=torch.float64),
+                         -torch.frexp(peak[tiny].to(torch.float64)).exponent)
+    f, peak = f.clone(), peak.clone()
+    f[tiny] = (f[tiny].to(torch.float64) * factor[:, None]).to(f.dtype)
+    peak[tiny] = (peak[tiny].to(torch.float64) * factor).to(peak.dtype)
+    return f, peak
+
+
 _COLUMN_CHAIN = 32  # rows at most this wide: a chain of column maxima beats a row reduction
 
 

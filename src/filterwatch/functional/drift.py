@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError, UndefinedMeasureError
 from ._binning import Frame, _row_peaks, bin_counts, coefficient_range
-from ._filters import _check_weight, _safe_scale, _transposed, filter_matrix
+from ._filters import _check_weight, _rows_to_unit_peak, _safe_scale, _scaled, _transposed, filter_matrix
 from ._scratch import _scratch
 from .entropy import _variance_entropy_update_t
 
@@ -93,8 +93,8 @@ def _working_filters(x: torch.Tensor, arg: str) -> tuple[torch.Tensor, torch.Ten
             f"drift is undefined: `{arg}` holds {bad} non-finite value(s) (NaN/Inf)")
     scale = _safe_scale(top)
     if scale != 1.0:
-        f, peak = f * scale, peak * scale
-    return f, peak
+        f, peak = _scaled(f, scale), _scaled(peak, scale)
+    return _rows_to_unit_peak(f, peak)  # then a tiny filter among normal ones
 
 
 def _sign_fix(basis: torch.Tensor) -> torch.Tensor:

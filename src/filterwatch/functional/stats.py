@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._filters import _output_filter_matrix, _safe_scale, _transposed, filter_matrix
+from ._filters import _output_filter_matrix, _safe_scale, _scaled, _transposed, filter_matrix
 from ._scratch import _scratch
 from .entropy import (
     MomentSums,
@@ -157,10 +157,10 @@ def layer_stats_update(
     rows = row_pass(f)
     scale = _safe_scale(float(rows.row_peak.max()))
     if scale != 1.0:  # rare: read again, scaled, rather than overflow or underflow
-        w = w * scale
+        w = _scaled(w, scale)
         f = filter_matrix(w)
         rows = row_pass(f)
-        peak = None if peak is None else peak * scale
+        peak = None if peak is None else _scaled(peak, scale)
     local_peak = rows.row_peak.max().to(torch.float64)
     # a max may skip NaN: make the peak NaN so that the layer is reported as non-finite
     local_peak = torch.where(rows.nonfinite > 0, torch.full_like(local_peak, math.nan), local_peak)

@@ -104,13 +104,22 @@ class GateConfig:
         """Whether a rule (default or per-layer) needs the spectral measures: a rule on a
         measure the registry marks ``spectral`` (the callbacks, ``check`` and
         ``assert_filters_healthy`` all turn them on from this)."""
-        return any(getattr(self.rules, k) is not None for k in _SPECTRAL_RULES) or any(
-            o.values.get(k) is not None for o in self.overrides for k in _SPECTRAL_RULES)
+        return any(self.needs(m.key) for m in select(spectral=True))
+
+    def needs(self, measure: str) -> bool:
+        """Whether a rule (default or per-layer) checks ``measure``.
+
+        Example:
+            >>> rules_from_mapping({"min-orthogonality": 0.5}).needs("orthogonality")
+            True
+        """
+        keys = [k for k in (f"max_{measure}", f"min_{measure}") if k in _RULE_FIELDS]
+        return any(getattr(self.rules, k) is not None for k in keys) or any(
+            o.values.get(k) is not None for o in self.overrides for k in keys)
 
 
 _RULE_KEYS = {f.name.replace("_", "-"): f for f in fields(GateRules)}
-_SPECTRAL_RULES = tuple(f.name for f in fields(GateRules)
-                        if f.name.split("_", 1)[-1] in {m.key for m in select(spectral=True)})
+_RULE_FIELDS = frozenset(f.name for f in fields(GateRules))
 # old names that still work: each says what it meant and which name replaces it
 RENAMED_RULES = {"max-dead-channels": "max-dead-channel-share"}
 _SELECT_KEYS = ("kernel-sizes", "include", "exclude", "layer")

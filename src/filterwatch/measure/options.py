@@ -101,6 +101,8 @@ class MeasureOptions:
                 all_settings["lipschitz"] = ("exact norm of each kernel as a stride-1 circular "
                                              "convolution at input_size")
             all_settings["lipschitz_bound_product"] = _bound_product(reports)
+        if not self.orthogonality:
+            all_settings["orthogonality"] = False  # skipped on this snapshot (sampled)
         if self.precision != "float32":
             all_settings["precision"] = self.precision
         all_settings["reference"] = None if self.reference is None else ", ".join(self.reference.sources)

@@ -163,11 +163,13 @@ class GateCore:
                    layers: Sequence[ConvLayer]) -> WatchCore | None:
         """``watch`` if the gate can use its Monitor and snapshots (one reference and one
         analysis per step for both), else None: the gate was given no reference of its own,
-        the watch computes on every snapshot the spectral measures the gate's rules need, and
-        it measures every layer the gate checks."""
+        it measures every layer the gate checks, and on every snapshot it computes the sampled
+        measures (orthogonality, the spectral ones) that the gate's rules check."""
         if watch is None or watch.disabled or self.monitor.user_reference:
             return None
         if self.monitor.spectral and not (watch.monitor.spectral and watch.monitor.spectral_every == 1):
+            return None
+        if self.config.needs("orthogonality") and watch.monitor.orthogonality_every != 1:
             return None
         names = {layer.name for layer in host.layers(watch.selection)}
         return watch if all(layer.name in names for layer in layers) else None

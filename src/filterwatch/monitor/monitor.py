@@ -86,6 +86,7 @@ class Monitor:
         self.history: list[Report] = []
         self.nonfinite_at_start = False  # the fit-start reference saw NaN/Inf weights
         self._unreported: list[Alert] = []
+        self.snapshots = 0  # taken so far (the history keeps only the last keep_reports)
         # validated once: the options of a snapshot with every measure, and its variants
         self._options = MeasureOptions(sparsity_eps, reference=self.reference, matching=_LENIENT,
                                        spectral=spectral)
@@ -99,8 +100,8 @@ class Monitor:
         """The options of the next snapshot: orthogonality and the spectral measures on their
         every-k snapshots (the final one has every measure). Made once per combination and
         reference, each keeping its matching plan until the layers change."""
-        ortho = final or len(self.history) % self.orthogonality_every == 0
-        spectral = self.spectral and (final or len(self.history) % self.spectral_every == 0)
+        ortho = final or self.snapshots % self.orthogonality_every == 0
+        spectral = self.spectral and (final or self.snapshots % self.spectral_every == 0)
         options = self._variants.get((ortho, spectral))
         if options is None or options.reference is not self.reference:
             options = self._options.variant(orthogonality=ortho, spectral=spectral,
@@ -160,10 +161,17 @@ class Monitor:
             self.history[-1] = report
         else:
             self.history.append(report)
+            self.snapshots += 1
         if len(self.history) > self.keep_reports:
             del self.history[: len(self.history) - self.keep_reports]
         self._unreported += self.tracker.update(report)
         return report
+
+    def complete(self, report: Report) -> bool:
+        """Whether ``report`` has every measure a final snapshot has (orthogonality and the
+        spectral measures are sampled on every k-th snapshot only)."""
+        return bool(report.settings.get("orthogonality", True)) and (
+            not self.spectral or bool(report.settings.get("spectral")))
 
     def take_alerts(self) -> list[Alert]:
         """The alerts no caller has reported yet, oldest first, and forget them: a gate that
@@ -217,6 +225,7 @@ class Monitor:
             "reference": ref,
             "user_reference": self.user_reference,
             "history": [r.to_json(indent=None) for r in self.history[-self.keep_reports:]],
+            "snapshots": self.snapshots,
             "alerts": self.tracker.state_dict(),
         }
 
@@ -229,4 +238,5 @@ class Monitor:
                 self.reference.snapshot = {k: v.to(self.reference_device)
                                            for k, v in self.reference.snapshot.items()}
         self.history = [Report.from_json(text, where="checkpoint") for text in state.get("history", [])]
+        self.snapshots = int(state.get("snapshots", len(self.history)))
         self.tracker.load_state_dict(state.get("alerts", {}))

@@ -155,6 +155,10 @@ class Schedule:
         n = self.every_n_epochs
         return n is not None and (epoch + 1) % n == 0 and step != self.last_step
 
+    def is_last(self, step: int) -> bool:
+        """Whether ``step`` is the run's last, where its length is known."""
+        return self.total_steps is not None and step >= self.total_steps
+
     def fresh(self, step: int) -> bool:
         """Whether nothing was taken at ``step`` yet (start and final snapshots)."""
         return step != self.last_step

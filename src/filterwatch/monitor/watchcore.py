@@ -183,8 +183,9 @@ class WatchCore:
     def end(self, host: Host, step: int) -> None:
         """Training ended at ``step``: the final snapshot (the weights as training left them),
         unless the last one was at this step, and a one-line summary."""
-        if self.schedule.fresh(step):
-            self.snapshot(host, step, final=True)
+        last = self.history[-1] if self.history else None
+        if self.schedule.fresh(step) or (last is not None and not self.monitor.complete(last)):
+            self.snapshot(host, step, final=True)  # replaces a sampled snapshot of this step
         elif host.is_zero:  # the last scheduled snapshot was at this step: it is the last one
             self._to_sinks(host, lambda sink: sink.finish(self.history))
         path = self.history_path
@@ -206,6 +207,7 @@ class WatchCore:
         measure (all of them when sharded, else rank zero)."""
         start = time.perf_counter()
         report = None
+        final = final or self.schedule.is_last(step)  # every measure at the run's last step
         if host.is_zero or self.sharded:  # sharded: every rank joins the gathers
             layers = host.layers(self.selection)
             self._shapes, message = layer_changes(self._shapes, layers, self.name)
