@@ -271,3 +271,23 @@ def test_with_a_writer_the_history_file_is_written_and_never_truncated(tmp_path:
     assert earlier.read_text() == "an earlier run's line\n"
     lines = (tmp_path / "filterwatch_history-2.jsonl").read_text().splitlines()
     assert [Report.from_json(line).step for line in lines] == [r.step for r in w.history] == [0, 2, 3]
+
+
+def test_a_conv_replaced_or_added_mid_run_is_watched_from_then_on() -> None:
+    """Surgery and pruning tools replace convs (``net[2] = nn.Conv2d(...)``): the hooks follow
+    the model as it is, with a warning that names what changed, and a replacement's NaN alerts."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(),
+                        nn.Flatten(), nn.LazyLinear(2))
+    net(torch.randn(1, 1, 8, 8))
+    with pytest.warns(UserWarning, match=r"conv modules were replaced.*\b2\b"), \
+            watch(net, every_n_calls=1) as w:
+        net(torch.randn(2, 1, 8, 8))
+        net[2] = nn.Conv2d(8, 8, 3)
+        with torch.no_grad():
+            net[2].weight[0] = float("nan")
+        net(torch.randn(2, 1, 8, 8))
+    assert [layer.name for layer in w.history[-1].layers] == ["0", "2"]
+    assert w.history[1].layer("2").nonfinite == 72
+    assert any(a.kind == "nonfinite" and a.layer == "2" for a in w.alerts)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())

@@ -80,13 +80,16 @@ class Watcher(WatchCore):
 
     _interval_names = ("every_n_calls", "every_n_epochs")
 
-    def __init__(self, model: nn.Module, order: dict[str, int], **arguments: Any) -> None:
+    def __init__(self, model: nn.Module, **arguments: Any) -> None:
         super().__init__(**arguments)
         self.calls = 0
         self._source = type(model).__name__
         self._capturing = False
         self._captured: dict[str, ConvLayer] = {}
-        self._order = order
+        self._order: dict[str, int] = {}  # conv name -> depth among all of the model's convs
+        self.names: set[str] = set()  # the watched convs' names
+        self._tree: dict[str, int] = {}  # conv name -> id of its module, when hooks were placed
+        self._handles: list[Any] = []  # on the convs
         self._spies: dict[str, _ConvWeightSpy] = {}
         self._effective: dict[str, torch.Tensor] = {}  # last kernel seen of own-forward convs
 
@@ -95,6 +98,29 @@ class Watcher(WatchCore):
         return "filterwatch.watch"
 
     # hooks -------------------------------------------------------------------------------
+    def place(self, model: nn.Module, hooks: bool = True) -> list[ConvLayer]:
+        """(Re)place the hooks on the model's conv modules as they are now (``hooks=False``:
+        only take note of them); the watched ones."""
+        self.remove()
+        everything = discover_layers(model, select=LayerSelection.everything())
+        self._order = {layer.name: layer.depth for layer in everything}
+        chosen = [layer for layer in everything
+                  if self.selection.accepts(layer.name, layer.kernel_size)]
+        self.names = {layer.name for layer in chosen}
+        self._tree = _conv_tree(model)
+        for name, module in model.named_modules() if hooks else ():
+            short = strip_wrapper_prefix(name)
+            if isinstance(module, nn.modules.conv._ConvNd) and short in self.names:
+                if has_own_forward(module):
+                    self._handles.append(module.register_forward_pre_hook(self._spy_pre(short)))
+                self._handles.append(module.register_forward_hook(self._conv_hook(short), always_call=True))
+        return chosen
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
     def _root_pre(self, module: nn.Module, args: Any) -> None:
         if self.calls == 0:
             self.schedule.begin(0)
@@ -102,6 +128,20 @@ class Watcher(WatchCore):
         self.schedule.decide(self.calls - 1)
         self._capturing = not self.disabled and self.schedule.due(self.calls - 1)
         self._captured = {}
+        if self._capturing:
+            self._follow_surgery(module)
+
+    def _follow_surgery(self, model: nn.Module, hooks: bool = True) -> None:
+        """A conv replaced or added since the hooks were placed (surgery, pruning tools): move
+        the hooks to the model's convs as they are now, and say which changed."""
+        tree = _conv_tree(model)
+        if tree == self._tree:
+            return
+        changed = sorted(n for n in tree.keys() | self._tree.keys() if tree.get(n) != self._tree.get(n))
+        self.place(model, hooks)
+        Host().warn(f"{self.name}: conv modules were replaced, added or removed during training "
+                    f"({', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}); the hooks "
+                    "follow the model as it is now")
 
     def _spy_pre(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
@@ -141,7 +181,7 @@ class Watcher(WatchCore):
     def _take(self, host: Host, step: int) -> None:
         self.snapshot(host, step)
 
-    def _final(self, model: nn.Module, chosen: set[str]) -> None:
+    def _final(self, model: nn.Module) -> None:
         """The snapshot of the weights as the block leaves them (unless the last call's)."""
         if self.calls == 0:
             compiled = hasattr(model, "_orig_mod")
@@ -151,8 +191,9 @@ class Watcher(WatchCore):
                    "call watch() on the module before compiling it" if compiled else
                    "; hint: call model(x) inside the `with` block")
                 + ". The weights as they are now are measured once.")
+        self._follow_surgery(model, hooks=False)  # the block has ended: no hooks any more
         layers = [self._layer(short, module) for name, module in model.named_modules()
-                  if (short := strip_wrapper_prefix(name)) in chosen
+                  if (short := strip_wrapper_prefix(name)) in self.names
                   and isinstance(module, nn.modules.conv._ConvNd)]
         self.end(_Loop("the end of the block", self._source, layers), max(self.calls - 1, 0))
 
@@ -200,11 +241,7 @@ def watch(
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"`model` expected an nn.Module, got {type(model).__name__}")
-    selection = check_selection(select)
-    everything = discover_layers(model, select=LayerSelection.everything())
-    chosen = [layer for layer in everything if selection.accepts(layer.name, layer.kernel_size)]
-    watcher = Watcher(model, {layer.name: layer.depth for layer in everything},
-                      every_n_steps=every_n_calls, max_overhead=max_overhead, select=selection,
+    watcher = Watcher(model, every_n_steps=every_n_calls, max_overhead=max_overhead, select=select,
                       reference=reference, orthogonality_every=orthogonality_every,
                       alert_rules=alert_rules, images_every=images_every, strict=strict,
                       spectral=spectral, spectral_every=spectral_every, history_file=history_file)
@@ -214,35 +251,37 @@ def watch(
                                                           affords=watcher.schedule.affords)]
 
     total = None if total_calls is None else check_count("total_calls", total_calls)
-    watcher.start(_Loop("watch", type(model).__name__, chosen), 0, horizon=(total, None),
-                  sinks=sinks, log_dir=None if writer is None else Path(writer.log_dir),
-                  snapshot=False)  # the first forward call takes the start snapshot
-    if watcher.disabled:  # no conv layers (it said so): stay idle
-        yield watcher
-        return
-    names = {layer.name for layer in chosen}
     handles = []
     finished = False
     try:
+        chosen = watcher.place(model)
+        watcher.start(_Loop("watch", type(model).__name__, chosen), 0, horizon=(total, None),
+                      sinks=sinks, log_dir=None if writer is None else Path(writer.log_dir),
+                      snapshot=False)  # the first forward call takes the start snapshot
+        if watcher.disabled:  # no conv layers (it said so): stay idle
+            watcher.remove()
+            yield watcher
+            return
         handles.append(model.register_forward_pre_hook(watcher._root_pre))
-        for name, module in model.named_modules():
-            short = strip_wrapper_prefix(name)
-            if isinstance(module, nn.modules.conv._ConvNd) and short in names:
-                if has_own_forward(module):
-                    handles.append(module.register_forward_pre_hook(watcher._spy_pre(short)))
-                handles.append(module.register_forward_hook(watcher._conv_hook(short), always_call=True))
         handles.append(model.register_forward_hook(watcher._root_post))
         yield watcher
         finished = True
     finally:
+        watcher.remove()
         for handle in handles:
             handle.remove()
         for spy in watcher._spies.values():  # a forward that raised inside a conv
             spy.__exit__(None, None, None)  # type: ignore[no-untyped-call]
         watcher._spies = {}
         if finished:
-            watcher._final(model, names)
+            watcher._final(model)
         watcher._captured = {}
         watcher._effective = {}
         if writer is not None:
             writer.flush()
+
+
+def _conv_tree(model: nn.Module) -> dict[str, int]:
+    """Each conv module's name and identity: what changes when surgery replaces one."""
+    return {strip_wrapper_prefix(name): id(module) for name, module in model.named_modules()
+            if isinstance(module, nn.modules.conv._ConvNd)}
