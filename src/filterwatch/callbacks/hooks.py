@@ -27,7 +27,6 @@ from ..integrations.tensorboard import TensorBoardSink
 from ..layers import (
     ConvLayer,
     LayerSelection,
-    check_selection,
     discover_layers,
     has_own_forward,
     layer_from_module,

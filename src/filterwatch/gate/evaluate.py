@@ -140,4 +140,24 @@ def evaluate(report: Report, config: GateConfig | None = None) -> Verdict:
         rules = config.for_layer(layer.name)
         for m in GATED:
             _check(layer, rules, m, verdict)
+    _check_reference_used(report, config, verdict)
     return verdict
+
+
+def _check_reference_used(report: Report, config: GateConfig, verdict: Verdict) -> None:
+    """A reference that compares none of the layers a drift rule would check is not a pass:
+    a file whose groups are empty (or that names every layer as skipped) would hide any drift."""
+    if report.settings.get("reference") is None:
+        return
+    checked = [layer for layer in report.layers if config.select.accepts(layer.name, layer.kernel_size)
+               and config.for_layer(layer.name).max_drift is not None
+               and layer.n_filters >= config.for_layer(layer.name).drift_min_filters]
+    if not checked or any(layer.drift is not None for layer in checked):
+        return
+    reasons = sorted({layer.undefined.get("drift", "no drift") for layer in checked})
+    verdict.add("(model)", "drift", Violation(
+        "(model)", "drift", None, config.rules.max_drift or 0.0,
+        f"max-drift: the reference compares none of the {len(checked)} layer(s) it should "
+        f"({'; '.join(reasons)[:200]})", "drift",
+        "a reference with no usable group hides any drift: build it again with "
+        "`filterwatch reference build` from the model it should describe"))

@@ -90,8 +90,13 @@ def _group(where: str | Path, i: int, g: Any, tensors: Mapping[str, torch.Tensor
                                f"(expected {shape} float64)")
         if not bool(torch.isfinite(t).all()):
             raise _fail(where, f"group `{key}` {part} with non-finite values")
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise _fail(where, f"group `{key}` with an invalid range [{lo}, {hi}]")
+    # peak-scaled filters lie in [-1, 1]^K: a unit basis row gives coefficients within 2 sqrt(K)
+    bound = 2.0 * math.sqrt(k) * (1.0 + 1e-9) + 1e-9
+    if not (math.isfinite(lo) and math.isfinite(hi) and -bound <= lo < hi <= bound):
+        raise _fail(where, f"group `{key}` with a range [{lo:.6g}, {hi:.6g}] that peak-scaled "
+                           f"filters cannot have (within ±{bound:.4g} for K = {k})")
+    if float(parts["mean"].abs().max()) > 1.0 + 1e-9:
+        raise _fail(where, f"group `{key}` whose mean lies outside [-1, 1] (filters are peak-scaled)")
     _check_distribution(where, key, parts, n)
     basis = DriftBasis(parts["mean"], parts["basis"], parts["explained"], lo, hi, parts["hist"], n)
     return ReferenceGroup(key, kernel, basis, layers)
@@ -105,8 +110,10 @@ def _check_distribution(where: str | Path, key: str, parts: Mapping[str, torch.T
         raise _fail(where, f"group `{key}` with negative or fractional histogram counts")
     if not bool((hist.sum(dim=1) == n).all()):
         raise _fail(where, f"group `{key}` whose histograms do not count its n = {n} filters")
-    if bool((explained < 0).any()) or float(explained.sum()) > 1.0 + 1e-6:
-        raise _fail(where, f"group `{key}` with explained-variance ratios outside [0, 1]")
+    if bool((explained < 0).any()) or abs(float(explained.sum()) - 1.0) > 1e-6:
+        raise _fail(where, f"group `{key}` whose explained-variance ratios are not >= 0 with sum 1 "
+                           f"(sum {float(explained.sum()):.6g}; a build skips a group that does "
+                           "not vary)")
     eye = torch.eye(basis.shape[0], dtype=basis.dtype)
     if float((basis @ basis.T - eye).abs().max()) > 1e-6:
         raise _fail(where, f"group `{key}` whose basis is not orthonormal")
