@@ -170,15 +170,32 @@ def _state_dict_entries(state: Mapping[str, object], selection: LayerSelection) 
             name = key[: -len("weight")].rstrip(".")
         else:
             continue
-        if value.ndim < 3 or not value.is_floating_point():
+        if value.ndim < 3:
             continue
+        measured, how = _as_float(value)
+        if measured is None:
+            continue
+        value = measured
         if value.layout != torch.strided:  # sparse weights: measure the dense kernel
             value = value.to_dense()
         name = strip_wrapper_prefix(name)
         transposed = selection.is_transposed(name)
-        yield _Entry(name, tuple(int(s) for s in value.shape[2:]), None,
-                     "tensor (transposed)" if transposed else "tensor", transposed=transposed,
-                     tensor=value, unavailable=_unavailable(value))
+        kind = "tensor" + "".join(f" ({x})" for x in (how, "transposed" if transposed else "") if x)
+        yield _Entry(name, tuple(int(s) for s in value.shape[2:]), None, kind,
+                     transposed=transposed, tensor=value, unavailable=_unavailable(value))
+
+
+def _as_float(value: torch.Tensor) -> tuple[torch.Tensor | None, str]:
+    """A weight to measure: float as it is; quantized (qint8...) dequantized; int8/uint8
+    weights (their scale stored elsewhere) as float32, since every measure is invariant to a
+    layer's scale. ``None`` for what is no weight (wider integers are indices or counts)."""
+    if value.is_quantized:
+        return value.dequantize(), "dequantized"
+    if value.is_floating_point():
+        return value, ""
+    if value.dtype in (torch.int8, torch.uint8):
+        return value.to(torch.float32), f"{str(value.dtype).removeprefix('torch.')} as float"
+    return None, ""
 
 
 def _make_layer(e: _Entry, depth: int, total: int) -> ConvLayer:

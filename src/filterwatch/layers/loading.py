@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import stat
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -125,21 +126,48 @@ def _load_torch(path: Path) -> object:
         raise InputError(f"{path}: could not read the checkpoint ({first})") from None
     except Exception as exc:  # any other parse failure of untrusted bytes
         # weights_only=True never runs code, so whatever failed was the file's format
-        kind = "an empty file" if path.stat().st_size == 0 else "a file that is not a checkpoint"
+        mode = path.stat().st_mode
+        kind = ("a device or other special file, not a regular file" if not stat.S_ISREG(mode)
+                else "an empty file" if path.stat().st_size == 0 else "a file that is not a checkpoint")
         raise InputError(
             f"{path}: expected a PyTorch checkpoint, got {kind} ({type(exc).__name__})"
         ) from None
 
 
-def _flatten(obj: Mapping[object, object], prefix: str = "") -> dict[str, torch.Tensor]:
+_MAX_DEPTH = 64  # nested mappings deeper than any real checkpoint's
+_VIEW_SLACK = 1 << 20  # bytes a view may declare beyond its storage (small broadcasts)
+
+
+def _flatten(obj: Mapping[object, object], path: Path, prefix: str = "",
+             seen: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of nested mappings, named with dots; a mapping that contains itself or is
+    nested too deep, and a tensor that declares more values than its storage holds (a
+    zero-stride view would be materialised: gigabytes from a few bytes), are refused."""
+    if id(obj) in seen or len(seen) >= _MAX_DEPTH:
+        what = "contains itself" if id(obj) in seen else f"is nested more than {_MAX_DEPTH} levels deep"
+        raise InputError(f"{path}: expected a state_dict, got a mapping that {what} (at "
+                         f"{prefix.rstrip('.')[:80] or 'the top'})")
     out: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, torch.Tensor):
+            _check_storage(value, name, path)
             out[name] = value
         elif isinstance(value, Mapping):
-            out.update(_flatten(value, name + "."))
+            out.update(_flatten(value, path, name + ".", (*seen, id(obj))))
     return out
+
+
+def _check_storage(t: torch.Tensor, name: str, path: Path) -> None:
+    if t.layout is not torch.strided or t.is_quantized:
+        return
+    declared = t.numel() * t.element_size()
+    held = t.untyped_storage().nbytes()
+    if declared > held + _VIEW_SLACK:
+        raise InputError(
+            f"{path}: tensor `{name[:80]}` expected at most the {held} bytes its storage holds, "
+            f"got a view declaring {list(t.shape)} = {declared} bytes (zero or overlapping "
+            "strides); hint: save real tensors (.contiguous()), not expanded views")
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -151,8 +179,8 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     for key in _WRAPPER_KEYS:
         inner = obj.get(key)
         if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-            return _flatten(inner)
-    return _flatten(obj)
+            return _flatten(inner, path)
+    return _flatten(obj, path)
 
 
 def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str, torch.Tensor]:
@@ -178,10 +206,16 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
     p = Path(path)
     if not p.exists():
         raise InputError(f"`path` expected an existing file, got {str(p)!r} (no such file)")
-    files = _model_files(p) if p.is_dir() else [p]
+    files, indexed = _model_files(p) if p.is_dir() else ([p], {})
     state: dict[str, torch.Tensor] = {}
     for file in files:
         state.update(_load_file(file))
+    missing = [name for name in indexed if name not in state]
+    if missing:  # transformers would initialise these layers at random: not this checkpoint
+        raise InputError(
+            f"{p}: its shard index names {len(missing)} weight(s) that no shard holds "
+            f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); hint: a shard is "
+            "stale or was replaced: download or save the checkpoint again")
     if len(files) > 1:  # shards: the model's order across them, as within one file
         state = {k: state[k] for k in sorted(state, key=natural_key)}
     if require_conv and not discover_layers(state, select=LayerSelection.everything()):
@@ -201,9 +235,10 @@ def _load_file(p: Path) -> dict[str, torch.Tensor]:
     return _unwrap(obj, p)
 
 
-def _model_files(folder: Path) -> list[Path]:
+def _model_files(folder: Path) -> tuple[list[Path], dict[str, str]]:
     """The model file(s) of a Hugging Face checkpoint folder: the shards its index names
-    (which must lie inside the folder), else its single model file."""
+    (which must lie inside the folder) and the index's weight map, else its single model
+    file."""
     for name in _FOLDER_INDEXES:
         index = folder / name
         if index.is_file():
@@ -219,10 +254,10 @@ def _model_files(folder: Path) -> list[Path]:
                                      f"got {shard!r}; hint: an index must not point outside its folder")
                 if not (folder / shard).is_file():
                     raise InputError(f"{index}: names the shard {shard!r}, which is missing")
-            return [folder / shard for shard in shards]
+            return [folder / shard for shard in shards], {str(k): str(v) for k, v in weight_map.items()}
     for name in _FOLDER_FILES:
         if (folder / name).is_file():
-            return [folder / name]
+            return [folder / name], {}
     raise InputError(
         f"`path` expected a checkpoint file or a Hugging Face checkpoint folder, got the "
         f"directory {str(folder)!r} without {' or '.join(_FOLDER_FILES[:2])}; hint: point at "
