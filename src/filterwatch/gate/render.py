@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
 from ..report import Report, to_markdown, to_table
-from ..report.text import md_cell, printable
+from ..report.text import md_cell, md_code, printable
 from .evaluate import Verdict
 from .rules import GateConfig
 
@@ -47,10 +47,10 @@ def _table(verdict: Verdict, report: Report, config: GateConfig, width: int | No
 def _markdown(verdict: Verdict, report: Report, config: GateConfig) -> str:
     icon = ":white_check_mark:" if verdict.passed else ":x:"
     lines = [f"## filterwatch gate {icon} {_headline(verdict)}", "",
-             f"Rules: `{md_cell(config.source)}`", ""]
+             f"Rules: {md_code(config.source)}", ""]
     if verdict.violations:
         lines += ["| layer | measure | value | limit | rule | hint |", "|---|---|---:|---:|---|---|"]
-        lines += [f"| `{md_cell(v.layer)}` | {v.measure} | "
+        lines += [f"| {md_code(v.layer)} | {md_cell(v.measure)} | "
                   f"{'n/a' if v.value is None else format(v.value, '.4g')} | {v.limit:.4g} | "
                   f"{md_cell(v.rule)} | {md_cell(v.hint)} |" for v in verdict.violations]
         lines.append("")

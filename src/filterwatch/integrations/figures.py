@@ -77,7 +77,8 @@ def heatmap_figure(history: Sequence[Report], m: Measure, max_steps: int = 60) -
     ax = fig.add_subplot()
     image = ax.imshow(data.numpy(), aspect="auto", cmap=health_cmap(m), vmin=lo, vmax=hi,
                       interpolation="nearest")
-    ax.set_yticks(range(len(names)), [shorten(n, 24) for n in names], fontsize=10)
+    ax.set_yticks(range(len(names)), [shorten(n, 24) for n in names], fontsize=10,
+                  parse_math=False)  # a name is text, never mathtext ($...$)
     every = max(1, math.ceil(len(reports) / 8))
     ticks = list(range(0, len(reports), every))
     ax.set_xticks(ticks, [str(reports[i].step) for i in ticks], fontsize=10)

@@ -61,7 +61,7 @@ def _chart(report: Report, m: Measure) -> str:
            color=colours, zorder=2)
     ax.set_ylim(lo, hi)
     ax.set_xticks(range(len(names)), [shorten(n, 18) for n in names], rotation=60, ha="right",
-                  fontsize=7)
+                  fontsize=7, parse_math=False)
     label = f"{m.label} / log10 K" if m.hi_log10_k else m.label
     ax.set_title(f"{label} ({'low' if m.worse == 'low' else 'high'} is unhealthy)", fontsize=9)
     return svg_text(fig)
@@ -89,7 +89,7 @@ def _drift_chart(report: Report) -> str | None:
     top = max(max(d for _, d, _ in rows), max(n for _, _, n in rows))
     ax.set_ylim(1e-4, top * 30)  # room above the bars for the legend
     ax.set_xticks(list(x), [shorten(name, 18) for name, _, _ in rows], rotation=60, ha="right",
-                  fontsize=7)
+                  fontsize=7, parse_math=False)
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     ax.set_title("drift against its noise floor (red: more than 3x the noise)", fontsize=9)
     return svg_text(fig)

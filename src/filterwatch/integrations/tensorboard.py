@@ -23,6 +23,7 @@ from ..monitor import LAYER_TAG, MODEL_TAG, Alert, Sink, Snapshot
 from ..reference import Reference
 from ..report import Report
 from ..report.registry import get, select
+from ..report.text import md_cell, md_code
 from .figures import filter_grid, heatmap_figure, pc1_image, png_bytes
 
 __all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "layout_charts"]
@@ -258,7 +259,8 @@ class TensorBoardSink(Sink):
     def _alerts(self, alerts: Sequence[Alert], step: int) -> None:
         self._alerts_seen = True
         lines = ["| step | layer | alert | value |", "|---:|---|---|---:|"]
-        lines += [f"| {a.step} | `{a.layer}` | {a.message} | {a.value:.3f} |" for a in alerts]
+        lines += [f"| {a.step} | {md_code(a.layer)} | {md_cell(a.message)} | {a.value:.3f} |"
+                  for a in alerts]
         self.writer.add_text("filterwatch/alerts", "\n".join(lines), step)
 
 

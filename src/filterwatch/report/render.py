@@ -11,7 +11,7 @@ import textwrap
 from ..layers import format_kernel_size
 from .registry import Measure, select
 from .report import LayerReport, Report
-from .text import md_cell, printable
+from .text import md_cell, md_code, printable
 
 __all__ = ["to_markdown", "to_table"]
 
@@ -167,6 +167,7 @@ def to_table(report: Report, width: int | None = None) -> str:
     measures = report_measures(report)
     rows = [[c for c, _ in columns], *(_row(layer, measures) for layer in report.layers),
             _summary_row(report)]
+    rows = [[printable(r[0], keep=""), *r[1:]] for r in rows]  # a name's newline is no new line
     rows, columns, dropped = _fit(rows, columns, width)
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     lines = []
@@ -178,11 +179,11 @@ def to_table(report: Report, width: int | None = None) -> str:
         lines.append("  ".join(cells).rstrip())
         if i == 0 or i == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
-    notes = [_worst_line(report), *report.summary.get("notes", [])]
+    notes = [printable(n, keep="") for n in (_worst_line(report), *report.summary.get("notes", []))]
     if dropped:
         notes.append(f"(left out to fit {width} columns: {', '.join(dropped)}; "
                      "widen the terminal or use --format json)")
-    notes.extend(_notes(report))
+    notes.extend(printable(n, keep="") for n in _notes(report))
     for note in notes:
         lines.extend(textwrap.wrap(note, width, subsequent_indent="  ") if width else [note])
     return printable("\n".join(lines) + "\n")  # names may hold ANSI escapes: never run them
@@ -199,8 +200,8 @@ def to_markdown(report: Report) -> str:
         "| " + " | ".join("---:" if a == ">" else "---" for _, a in columns) + " |",
     ]
     for layer in report.layers:
-        cells = [md_cell(c) for c in _row(layer, measures)]
-        cells[0] = f"`{cells[0]}`"
+        row = _row(layer, measures)
+        cells = [md_code(row[0]), *(md_cell(c) for c in row[1:])]
         lines.append("| " + " | ".join(cells) + " |")
     summary = _summary_row(report)
     summary[0] = "**" + summary[0] + "**"

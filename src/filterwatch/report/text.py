@@ -7,9 +7,10 @@ forbids) or a ``|`` that splits a Markdown table cell. Renderers pass such text 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-__all__: list[str] = []
+__all__ = ["md_cell", "md_code", "printable"]
 
 
 def _escape(c: str) -> str:
@@ -30,11 +31,31 @@ def printable(text: str, keep: str = "\n") -> str:
     return "".join(c if c in keep or unicodedata.category(c)[0] != "C" else _escape(c) for c in text)
 
 
+_MD_SPECIAL = "\\`[]<>!|&"  # what could start a code span, a link, an image or raw HTML
+
+
 def md_cell(text: str) -> str:
-    """A Markdown table cell: printable, on one line, ``|`` escaped.
+    """Markdown text (a table cell, a line, a heading): printable, on one line, every
+    character that could start markup, a link, an image or raw HTML backslash-escaped (a name
+    can never render as a fake badge or a tracking image).
 
     Example:
-        >>> md_cell("a|b")
-        'a\\\\|b'
+        >>> md_cell("a|b <img src=x>")
+        'a\\\\|b \\\\<img src=x\\\\>'
     """
-    return printable(text, keep="").replace("|", "\\|")
+    return "".join(f"\\{c}" if c in _MD_SPECIAL else c for c in printable(text, keep=""))
+
+
+def md_code(text: str) -> str:
+    """A Markdown code span of ``text`` (a layer name), fenced with more backticks than any run
+    inside it, so that no backtick can close it early; ``|`` escaped for table cells.
+
+    Example:
+        >>> md_code("a`b")
+        '`` a`b ``'
+    """
+    text = printable(text, keep="").replace("|", "\\|")
+    runs = [len(r) for r in re.findall("`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if "`" in text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
