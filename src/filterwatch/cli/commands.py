@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import time
@@ -173,8 +174,9 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                             args.baseline, args.config])
     if args.tolerance is not None and args.baseline is None:
         raise InputError("`--tolerance` expected --baseline REPORT.json, got none")
-    if args.tolerance is not None and args.tolerance < 0:
-        raise InputError(f"`--tolerance` expected a number >= 0, got {args.tolerance}")
+    if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise InputError(f"`--tolerance` expected a finite number >= 0, got {args.tolerance}; "
+                         "hint: 0.05 is five points of a share")
     config = load_rules(args.config)
     baseline = None if args.baseline is None else _load_baseline(args.baseline)
     matching = _matching(args)

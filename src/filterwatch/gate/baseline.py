@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import InputError
 from ..report import Report
 from ..report.registry import select
-from .evaluate import Verdict, Violation
+from .evaluate import Verdict, Violation, gated_value
 
 __all__ = ["compare_to_baseline"]
 
@@ -18,20 +18,26 @@ def compare_to_baseline(report: Report, baseline: Report, tolerance: float,
     verdict = verdict or Verdict()
     before = {layer.name: layer for layer in baseline.layers}
     _check_same_architecture(report, baseline, before)
+    now_names = {layer.name for layer in report.layers}
+    for name in (n for n in before if n not in now_names):  # pruned away, renamed, truncated
+        verdict.add(name, "baseline", Violation(
+            name, "layer", None, 0.0, "baseline: the baseline's layer is gone from this model",
+            "baseline", "a layer of the baseline is missing: pruned away, renamed, or a "
+            "truncated checkpoint; regenerate the baseline if the change is intended"))
     for layer in report.layers:
         old = before.get(layer.name)
         if old is None:
             verdict.add(layer.name, "baseline", None, skip="layer not in the baseline")
             continue
         for m in select(baseline=True):
-            now, then = layer.value(m.key), old.value(m.key)
+            now, then = gated_value(layer, m), gated_value(old, m)
             if now is None or then is None:
                 continue
             delta = now - then if m.worse == "high" else then - now
             if delta > tolerance:
                 limit = then + tolerance if m.worse == "high" else then - tolerance
                 verdict.add(layer.name, "baseline", Violation(
-                    layer.name, m.key, now, limit, "baseline", "baseline",
+                    layer.name, m.gated_quantity, now, limit, "baseline", "baseline",
                     m.hint + " (a regression from the baseline)", baseline=then))
         verdict.add(layer.name, "baseline", None)
     return verdict

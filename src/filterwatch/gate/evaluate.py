@@ -73,7 +73,9 @@ class Verdict:
                 self.checks[key] = f"skip: {skip}"
 
 
-def _value(layer: LayerReport, m: Measure) -> float | None:
+def gated_value(layer: LayerReport, m: Measure) -> float | None:
+    """What a rule on ``m`` compares: a share of the output channels for a share rule (dead
+    channels), else the value."""
     if m.gate == "share":
         count = layer.value(m.key)
         return None if count is None or not layer.shape else count / layer.shape[0]
@@ -96,7 +98,7 @@ def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -
         verdict.add(layer.name, m.gate_group, None,
                     skip=f"{layer.n_filters} filters < drift-min-filters {rules.drift_min_filters}")
         return
-    value = _value(layer, m)
+    value = gated_value(layer, m)
     if value is None and m.fails_when_undefined and m.key in layer.undefined:
         verdict.add(layer.name, m.gate_group, Violation(
             layer.name, m.key, None, limit, f"{rule} ({layer.undefined[m.key]})", m.gate_group, m.hint))

@@ -166,7 +166,7 @@ MEASURES: tuple[Measure, ...] = (
                  "orthogonality regulariser"),
     Measure("dead_channels", "dead", "high", "output channels whose filters are all zero",
             integer=True, summary=True, column="always", chart="layers", gate="share",
-            gate_group="dead_channels",
+            gate_group="dead_channels", baseline=True,
             hint="whole output channels are zero: pruned, or killed by L1 or dead ReLUs",
             healthy=(0.0, 0.0)),
     Measure("nonfinite", "nonfinite", "high", "NaN/Inf values in the weight", integer=True,
