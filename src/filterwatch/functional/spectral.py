@@ -64,12 +64,17 @@ class MatrixSpectrum(NamedTuple):
     reason: str = ""
 
 
-def _groups(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """``(G, C_out/G, C_in/G, *k)`` float64 blocks of a ``(C_out, C_in/G, *k)`` weight."""
+def _groups(weight: torch.Tensor, groups: int) -> tuple[torch.Tensor, float]:
+    """``(G, C_out/G, C_in/G, *k)`` float64 blocks of a ``(C_out, C_in/G, *k)`` weight, scaled
+    by a power of two to a peak in [0.5, 1), and that scale: every spectral measure is
+    homogeneous, and a Gram matrix of weights near 1e200 (or 1e-200) would overflow (or
+    underflow) before the eigensolver sees it. Divide a norm by the scale to undo it."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
         raise InputError(f"`groups` expected a positive divisor of C_out = {weight.shape[0]}, got {groups!r}")
     w = weight.detach().to(torch.float64)
-    return w.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+    peak = float(w.abs().max()) if w.numel() else 0.0
+    scale = math.ldexp(1.0, -math.frexp(peak)[1]) if peak > 0 and math.isfinite(peak) else 1.0
+    return (w * scale).reshape(groups, weight.shape[0] // groups, *weight.shape[1:]), scale
 
 
 def _gram_eigenvalues(m: torch.Tensor) -> torch.Tensor:
@@ -81,9 +86,9 @@ def _gram_eigenvalues(m: torch.Tensor) -> torch.Tensor:
 
 
 def _singular_values(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    blocks = _groups(weight, groups)
+    blocks, scale = _groups(weight, groups)
     mats = blocks.reshape(groups, blocks.shape[1], -1)
-    return _gram_eigenvalues(mats).sqrt().reshape(-1)
+    return _gram_eigenvalues(mats).sqrt().reshape(-1) / scale
 
 
 def matrix_spectrum(weight: torch.Tensor, groups: int = 1) -> MatrixSpectrum:
@@ -106,7 +111,7 @@ def matrix_spectrum(weight: torch.Tensor, groups: int = 1) -> MatrixSpectrum:
     top = float(sigma.max())
     if top == 0.0:
         raise UndefinedMeasureError("spectral measures are undefined for an all-zero weight")
-    fro2 = float(sigma.square().sum())
+    stable = float((sigma / top).square().sum())  # ||W||_F^2 / σ_max^2, without overflow
     p = sigma / sigma.sum()
     effective = math.exp(float(-torch.special.xlogy(p, p).sum()))
     rows, cols = w.shape[0] // groups, w[0].numel()
@@ -117,8 +122,8 @@ def matrix_spectrum(weight: torch.Tensor, groups: int = 1) -> MatrixSpectrum:
     if low <= tol:
         reason = (f"condition number is undefined: the matrix is rank-deficient to round-off "
                   f"(σ_min = {low:.3g} <= {tol:.3g})")
-        return MatrixSpectrum(top, None, fro2 / top**2, effective, reason)
-    return MatrixSpectrum(top, top / low, fro2 / top**2, effective)
+        return MatrixSpectrum(top, None, stable, effective, reason)
+    return MatrixSpectrum(top, top / low, stable, effective)
 
 
 def _spatial(weight: torch.Tensor) -> int:
@@ -287,7 +292,8 @@ def conv_operator_norm(weight: torch.Tensor, input_size: tuple[int, ...] | int,
     if not fits:
         raise InputError(f"`input_size` expected {len(kernel)} sizes >= the kernel {kernel}, "
                          f"got {input_size!r}")
-    return _max_over_frequencies(_groups(w, groups), sizes) * _SAFETY
+    blocks, scale = _groups(w, groups)
+    return _max_over_frequencies(blocks, sizes) * _SAFETY / scale
 
 
 def _grid(kernel: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
@@ -323,4 +329,5 @@ def lipschitz_bound(weight: torch.Tensor, groups: int = 1) -> float:
     w = _check_weight(weight)
     _require_finite(w, "the Lipschitz bound")
     sizes, factor = _grid(tuple(w.shape[2:]))
-    return _max_over_frequencies(_groups(w, groups), sizes) * factor * _SAFETY
+    blocks, scale = _groups(w, groups)
+    return _max_over_frequencies(blocks, sizes) * factor * _SAFETY / scale
