@@ -103,11 +103,40 @@ def test_the_history_file_never_truncates_an_earlier_runs(tmp_path: Path) -> Non
 
 
 def test_a_resumed_history_keeps_the_lines_up_to_the_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "h.jsonl"
+    other = tmp_path / "h.jsonl"  # another run's file, under the default name
+    other.write_text("another run's\n")
+    path = tmp_path / "h-2.jsonl"
     path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (0, 2, 4, 6)))
-    sink = HistoryFile.open(tmp_path, "h.jsonl", resumed_at=4)
+    sink = HistoryFile.open(tmp_path, "h.jsonl", resumed_at=4, own=path)
     assert sink.path == path
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [0, 2, 4]
+    assert other.read_text() == "another run's\n"
+
+
+def test_runs_starting_together_each_get_a_file_of_their_own(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda _: HistoryFile.open(tmp_path, "h.jsonl").path, range(8)))
+    assert len(set(paths)) == 8 and all(p.is_file() for p in paths)
+
+
+def test_a_checkpoint_names_the_runs_history_file(tmp_path: Path) -> None:
+    host = _Plain(_net())
+    (tmp_path / "filterwatch_history.jsonl").write_text("an earlier run's\n")
+    first = WatchCore(every_n_steps=1)
+    first.start(host, 0, log_dir=tmp_path)
+    first.step_end(host, 1)
+    state = first.run_state()
+    assert state["history_path"].endswith("filterwatch_history-2.jsonl")
+    resumed = WatchCore(every_n_steps=1)
+    resumed.load_run_state(state)
+    resumed.start(host, 1, log_dir=tmp_path)
+    resumed.step_end(host, 2)
+    assert resumed.history_path == first.history_path
+    steps = [json.loads(x)["step"] for x in first.history_path.read_text().splitlines()]  # type: ignore[union-attr]
+    assert steps == [0, 1, 2]
+    assert (tmp_path / "filterwatch_history.jsonl").read_text() == "an earlier run's\n"
 
 
 def test_a_report_that_replaces_the_last_replaces_its_line(tmp_path: Path) -> None:

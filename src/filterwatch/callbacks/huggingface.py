@@ -162,7 +162,7 @@ class FilterWatchCallback(_Adapter, WatchCore, TrainerCallback, ExportableState)
     log_dir: Path | None = None  # where the extras and the history file went
 
     def state(self) -> dict[str, Any]:
-        return self._exported(self.arguments, {"schedule": self.schedule.state_dict()},
+        return self._exported(self.arguments, {"schedule": self.run_state()},
                               None if self.disabled else self.monitor, "watch")
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
@@ -170,8 +170,7 @@ class FilterWatchCallback(_Adapter, WatchCore, TrainerCallback, ExportableState)
         host = self._event("on_train_begin", args, state, control, model, kwargs)
         resume = self._saved(state, self.monitor, self.name)
         if resume:
-            self.schedule.load_state_dict(resume.get("schedule", {}))
-            self.resumed_at = self.schedule.last_step
+            self.load_run_state(resume.get("schedule", {}))
         if host.is_zero:
             self.log_dir, self._to_tensorboard = self._run_dir(args)
             if self._handler is None:

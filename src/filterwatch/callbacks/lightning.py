@@ -127,12 +127,11 @@ class FilterWatch(WatchCore, Callback):
         return self._state_key
 
     def state_dict(self) -> dict[str, Any]:
-        return {"monitor": self.monitor.state_dict(), **self.schedule.state_dict()}
+        return {"monitor": self.monitor.state_dict(), **self.run_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state_dict["monitor"])
-        self.schedule.load_state_dict(state_dict)
-        self.resumed_at = self.schedule.last_step
+        self.load_run_state(state_dict)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.loggers:

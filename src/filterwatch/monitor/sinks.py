@@ -104,40 +104,46 @@ class ScalarLogger(Sink):
 
 
 def free_path(folder: Path, name: str) -> Path:
-    """``folder / name``, or the first of ``stem-2``, ``stem-3``... that does not exist: a
-    file an earlier run (or the user) left there is never truncated."""
-    path, n = folder / name, 1
-    while path.exists():
-        n += 1
-        path = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
-    return path
+    """``folder / name``, or the first of ``stem-2``, ``stem-3``... that does not exist, created
+    empty here and now (exclusively: two runs starting together never get the same file, and a
+    file an earlier run or the user left there is never truncated)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = folder / (name if n == 1 else f"{Path(name).stem}-{n}{Path(name).suffix}")
+        try:
+            with open(path, "x", encoding="utf-8"):
+                return path
+        except FileExistsError:
+            n += 1
 
 
 class HistoryFile(Sink):
     """Every report of the run, one JSON object per line, appended as it is taken.
 
-    A fresh run takes a free name (see :func:`free_path`); after :meth:`resume` the same
-    run's file keeps the lines up to the checkpoint's step and loses those a crashed run
-    wrote after it. A report that replaces the last one replaces its line.
+    A fresh run creates a file of its own (see :func:`free_path`); a resumed run reopens the
+    file it wrote before (its checkpoint names it), keeping the lines up to the checkpoint's
+    step and losing those a crashed run wrote after it. A report that replaces the last one
+    replaces its line.
     """
 
     def __init__(self, path: Path, keep_until: int | None = None) -> None:
         self.path = path
         self.what = f"its history file {path}"
         self._last_line_at: int | None = None  # where the file's last line starts
-        kept = ""
-        if keep_until is not None and path.is_file():
+        if keep_until is not None and path.is_file():  # the resumed run's own file
             kept = "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
                            if (step := _step_of(line)) is not None and step <= keep_until)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, kept)
+            write_text_atomic(path, kept)
 
     @classmethod
-    def open(cls, folder: Path, name: str, resumed_at: int | None = None) -> HistoryFile:
-        """The history of a fresh run under a free name, or of the run resumed at
-        ``resumed_at`` (its own file, cut back to that step)."""
-        if resumed_at is not None and (folder / name).is_file():
-            return cls(folder / name, keep_until=resumed_at)
+    def open(cls, folder: Path, name: str, resumed_at: int | None = None,
+             own: Path | None = None) -> HistoryFile:
+        """The history of a fresh run, in a file of its own (see :func:`free_path`), or of the
+        run resumed at ``resumed_at``: ``own``, the file that run wrote (its checkpoint says
+        which), cut back to that step."""
+        if resumed_at is not None and own is not None and own.is_file():
+            return cls(own, keep_until=resumed_at)
         return cls(free_path(folder, name))
 
     def write(self, snapshot: Snapshot) -> None:

@@ -82,6 +82,7 @@ class WatchCore:
         self.disabled = ""
         self.sharded = False  # every rank joins the snapshot's gathers
         self.resumed_at: int | None = None  # the step of the checkpoint this run resumed from
+        self.resumed_history: Path | None = None  # the history file of the run resumed
         self.sinks: list[Sink] = []
         self._shapes: dict[str, tuple[int, ...]] = {}
         self.arguments: dict[str, Any] = {
@@ -122,6 +123,18 @@ class WatchCore:
     def history_path(self) -> Path | None:
         """Where the JSON Lines history goes (None: nowhere, or its disk failed)."""
         return next((s.path for s in self.sinks if isinstance(s, HistoryFile)), None)
+
+    def run_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the run besides the Monitor: the schedule, and which
+        history file is this run's (a resumed run appends to it, never to another's)."""
+        path = self.history_path
+        return {**self.schedule.state_dict(), "history_path": None if path is None else str(path)}
+
+    def load_run_state(self, state: Mapping[str, Any]) -> None:
+        self.schedule.load_state_dict(dict(state))
+        self.resumed_at = self.schedule.last_step
+        path = state.get("history_path")
+        self.resumed_history = Path(path) if isinstance(path, str) else None
 
     def history_table(self, measure: str = "variance_entropy") -> str:
         """How ``measure`` evolved: one row per layer, one column per snapshot."""
@@ -248,7 +261,8 @@ class WatchCore:
     def _open_history(self, host: Host, folder: Path) -> None:
         assert self.history_file
         try:
-            self.sinks.append(HistoryFile.open(folder, self.history_file, self.resumed_at))
+            self.sinks.append(HistoryFile.open(folder, self.history_file, self.resumed_at,
+                                               self.resumed_history))
         except OSError as exc:  # unwritable or full disk: the run itself is not at stake
             host.warn(f"{self.name} could not write its history file in {folder}: {exc}; the "
                       f"history stays available as {self.name}.history")
