@@ -78,6 +78,25 @@ def test_a_failing_sink_is_replaced_by_its_fallback_and_training_goes_on(tmp_pat
     assert len(host.warnings) == 1 and "could not write a full disk" in host.warnings[0]
 
 
+def test_a_sink_that_breaks_is_dropped_and_alerts_go_on() -> None:
+    class Drawing(Sink):
+        what = "pictures"
+
+        def write(self, snapshot: Snapshot) -> None:
+            raise ValueError("mathtext: unknown symbol")
+
+    net = _net()
+    host = _Plain(net)
+    watch = WatchCore(every_n_steps=1, history_file=None)
+    watch.start(host, 0, sinks=lambda: [Drawing()])
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] = float("nan")
+    watch.step_end(host, 1)
+    assert not watch.disabled and watch.sinks == []
+    assert any(a.kind == "nonfinite" for a in watch.alerts)
+    assert len(host.warnings) == 1 and "ValueError: mathtext" in host.warnings[0]
+
+
 def test_an_error_turns_the_watch_off_once_unless_strict(monkeypatch: pytest.MonkeyPatch) -> None:
     from filterwatch.monitor import Monitor
 

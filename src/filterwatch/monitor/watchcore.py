@@ -244,15 +244,19 @@ class WatchCore:
         return report
 
     def _to_sinks(self, host: Host, call: Callable[[Sink], None]) -> None:
-        """``call`` on every sink; a sink whose disk fails is dropped with one warning (its
-        fallback takes its place and gets the same call): the run itself is not at stake."""
+        """``call`` on every sink; a sink that fails (a full disk, a drawing error) is dropped
+        with one warning, its fallback taking its place with the same call: the other outputs,
+        the alerts and NaN detection go on (``strict=True`` raises instead)."""
         for i, sink in enumerate(list(self.sinks)):
             try:
                 call(sink)
-            except OSError as exc:
+            except Exception as exc:
+                if self.strict and not isinstance(exc, OSError):
+                    raise
                 self.sinks.remove(sink)
                 after = "; scalars still go to the loggers" if sink.fallback else ""
-                host.warn(f"{self.name} could not write {sink.what}: {exc}{after}; the history "
+                error = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+                host.warn(f"{self.name} could not write {sink.what}: {error}{after}; the history "
                           f"stays available as {self.name}.history")
                 if sink.fallback is not None:
                     self.sinks.insert(min(i, len(self.sinks)), sink.fallback)
