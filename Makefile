@@ -1,21 +1,32 @@
 # The two commands of the README:  make demo  (main job)  and  make test  (test suite).
-# Each creates or refreshes the virtualenv in .venv when pyproject.toml or constraints.txt change.
+# Both create or refresh the virtualenv in .venv when pyproject.toml or constraints.txt change:
+# `make demo` installs only what the demo needs (the package and scikit-learn: no dev tools, no
+# Triton, no CUDA wheels); `make test` adds the dev extra (transformers, pytest, linters,
+# torchconvquality, and Triton where a GPU may use it).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+BASE   := $(VENV)/.base
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv demo test pytest lint clean gpu-check
 
-$(STAMP): pyproject.toml constraints.txt
+$(BASE): pyproject.toml constraints.txt
+	@echo "installing filterwatch and the demo's dependencies into $(VENV) (CPU torch; about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PIP) -e '.[examples]'
+	touch $(BASE)
+
+$(STAMP): $(BASE)
+	@echo "installing the dev tools into $(VENV) (transformers, pytest, linters; about two minutes)"
+	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(PY) examples/finetune_digits.py
 
 test: lint pytest

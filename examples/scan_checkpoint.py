@@ -7,6 +7,7 @@ both so you can see what a healthy and a damaged layer look like.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,15 @@ def train(model: nn.Module, epochs: int = 8) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where the checkpoints go (default {OUT})")
+    out = parser.parse_args().out
     torch.manual_seed(0)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     model = build_cnn()
     acc = train(model)
     print(f"trained a small CNN on sklearn digits: train accuracy {acc:.3f}")
-    healthy, damaged = OUT / "digits_cnn.pt", OUT / "digits_cnn_damaged.pt"
+    healthy, damaged = out / "digits_cnn.pt", out / "digits_cnn_damaged.pt"
     torch.save(model.state_dict(), healthy)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     w = state["2.weight"]

@@ -11,14 +11,14 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/ci}
 mkdir -p "$OUT"
 
-# 1. train briefly (writes runs/demo/digits_cnn.pt and a deliberately damaged copy)
-"$PY" examples/scan_checkpoint.py > "$OUT/train.log" || exit 2
+# 1. train briefly (writes $OUT/digits_cnn.pt and a deliberately damaged copy)
+"$PY" examples/scan_checkpoint.py --out "$OUT" > "$OUT/train.log" || exit 2
 
 # 2. the gate: rules from examples/ci/gate.toml (a project would use its pyproject.toml)
-"$PY" -m filterwatch check runs/demo/digits_cnn.pt --config examples/ci/gate.toml \
+"$PY" -m filterwatch check "$OUT/digits_cnn.pt" --config examples/ci/gate.toml \
     --format markdown --output "$OUT/filterwatch.md"
 status=$?
-"$PY" -m filterwatch check runs/demo/digits_cnn.pt --config examples/ci/gate.toml \
+"$PY" -m filterwatch check "$OUT/digits_cnn.pt" --config examples/ci/gate.toml \
     --format junit --output "$OUT/filterwatch.xml" --quiet
 
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then

@@ -197,7 +197,8 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _emit(text, args.output, out)
     if not args.quiet:
         word = "passed" if verdict.passed else f"FAILED with {len(verdict.violations)} violation(s)"
-        err.write(f"filterwatch: gate {word}: {len(verdict.checks)} checks on "
+        skipped = f" ({verdict.skipped} skipped)" if verdict.skipped else ""
+        err.write(f"filterwatch: gate {word}: {verdict.ran} checks{skipped} on "
                   f"{len(report.layers)} layers of {args.path} in {time.perf_counter() - start:.2f} s"
                   + (f"; wrote {args.output}" if args.output else "") + "\n")
     return EXIT_OK if verdict.passed else EXIT_GATE

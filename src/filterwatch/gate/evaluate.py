@@ -33,19 +33,23 @@ class Violation:
     total: int | None = None  # ... of how many
 
     @property
-    def message(self) -> str:
+    def statement(self) -> str:
+        """What failed, without the hint."""
         if self.value is None:
-            return f"{self.layer}: not measured ({self.rule}); hint: {self.hint}"
+            return f"{self.layer}: not measured ({self.rule})"
         if self.baseline is not None:
             return (f"{self.layer}: {self.measure} = {self.value:.4g}, worse than the baseline's "
-                    f"{self.baseline:.4g} beyond the tolerance (limit {self.limit:.4g}); "
-                    f"hint: {self.hint}")
+                    f"{self.baseline:.4g} beyond the tolerance (limit {self.limit:.4g})")
         of = "" if self.count is None else f" ({self.count} of {self.total} output channels)"
-        return (f"{self.layer}: {self.measure} = {self.value:.4g}{of} violates {self.rule} "
-                f"{self.limit:.4g}; hint: {self.hint}")
+        return f"{self.layer}: {self.measure} = {self.value:.4g}{of} violates {self.rule} {self.limit:.4g}"
+
+    @property
+    def message(self) -> str:
+        """What failed, and the hint."""
+        return f"{self.statement}; hint: {self.hint}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "message": self.message}
+        return {**asdict(self), "statement": self.statement, "message": self.message}
 
 
 @dataclass
@@ -59,6 +63,15 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return not self.violations
+
+    @property
+    def ran(self) -> int:
+        """Checks that ran (passed or failed); the skipped ones are not counted as checks."""
+        return sum(1 for status in self.checks.values() if not status.startswith("skip"))
+
+    @property
+    def skipped(self) -> int:
+        return len(self.checks) - self.ran
 
     def add(self, layer: str, group: str, violation: Violation | None, skip: str = "") -> None:
         """Record one check: a failure wins over a pass, a pass over a skip."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
@@ -19,10 +20,12 @@ VERDICT_FORMATS: tuple[VerdictFormat, ...] = ("table", "json", "markdown", "juni
 
 def _headline(verdict: Verdict) -> str:
     n_layers = len({layer for layer, _ in verdict.checks})
+    ran = verdict.ran
+    also = f"; {verdict.skipped} skipped" if verdict.skipped else ""
     if verdict.passed:
-        return f"PASSED: {len(verdict.checks)} checks on {n_layers} layers, no violation"
+        return f"PASSED: {ran} checks on {n_layers} layers, no violation{also}"
     return (f"FAILED: {len(verdict.violations)} violation(s) in "
-            f"{len({v.layer for v in verdict.violations})} of {n_layers} layers")
+            f"{len({v.layer for v in verdict.violations})} of {n_layers} layers; {ran} checks ran{also}")
 
 
 def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[str, Any]:
@@ -38,8 +41,12 @@ def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[s
 
 
 def _table(verdict: Verdict, report: Report, config: GateConfig, width: int | None = None) -> str:
-    lines = [to_table(report, width).rstrip("\n"), "", f"gate rules: {config.source}"]
-    lines += [f"  FAIL {printable(v.message, keep='')}" for v in verdict.violations]
+    about = {v.measure for v in verdict.violations}  # the table keeps the columns they are about
+    lines = [to_table(report, width, keep=about).rstrip("\n"), "", f"gate rules: {config.source}"]
+    for v in verdict.violations:
+        text = f"FAIL {printable(v.message, keep='')}"
+        lines += (textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="       ")
+                  if width else ["  " + text])
     lines.append(_headline(verdict))
     return "\n".join(lines) + "\n"
 

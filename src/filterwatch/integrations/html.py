@@ -151,7 +151,7 @@ def to_html(report: Report, verdict: Mapping[str, Any] | None = None,
                      f"<br>rules: {_e(verdict.get('config', ''))}</div>")
         if verdict.get("violations"):
             rows = "".join(f"<tr><td><code>{_e(v['layer'])}</code></td><td>{_e(v['measure'])}</td>"
-                           f"<td>{_e(v['message'])}</td><td>{_e(v['hint'])}</td></tr>"
+                           f"<td>{_e(v['statement'])}</td><td>{_e(v['hint'])}</td></tr>"
                            for v in verdict["violations"])
             parts.append(f"<h2>Violations</h2><table><tr><th>layer</th><th>measure</th>"
                          f"<th>what</th><th>hint</th></tr>{rows}</table>")

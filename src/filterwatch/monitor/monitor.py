@@ -205,8 +205,8 @@ class Monitor:
                 v = layer.value(m)
                 if v is not None:
                     out[LAYER_TAG.format(layer=layer.name, measure=m)] = v
-        for m, v in report.summary.get("mean", {}).items():
-            if v is not None:
+        for m, v in {**report.summary.get("mean", {}), **report.summary.get("total", {})}.items():
+            if v is not None:  # a mean of what averages, the total of a count
                 out[MODEL_TAG.format(measure=m)] = float(v)
         product = report.settings.get("lipschitz_bound_product")  # the stack's bound, not a mean
         if product is not None and math.isfinite(product):

@@ -7,6 +7,7 @@ The measure columns, the summary row and the "worst" line come from the registry
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Collection
 
 from ..layers import format_kernel_size
 from .registry import Measure, select
@@ -48,18 +49,22 @@ def _row(layer: LayerReport, measures: tuple[Measure, ...]) -> list[str]:
     ]
 
 
-def _summary_cell(report: Report, m: Measure) -> str:
-    """Counts add up over layers; other summarised measures show their filter-weighted mean."""
+def _summary_cell(report: Report, m: Measure, row: str) -> str:
+    """The filter-weighted mean of what averages (``row="mean"``), the total of a count
+    (``row="total"``); the other row's cell stays empty."""
+    if not m.summary or m.integer != (row == "total"):
+        return ""
     if m.integer:
         return m.format(sum(getattr(layer, m.key) or 0 for layer in report.layers))
-    if m.summary:
-        return m.format(report.summary.get("mean", {}).get(m.key))
-    return ""
+    return m.format(report.summary.get("mean", {}).get(m.key))
 
 
-def _summary_row(report: Report) -> list[str]:
-    return ["weighted mean", "", "", str(report.summary.get("n_filters", "")),
-            *(_summary_cell(report, m) for m in report_measures(report))]
+def _summary_rows(report: Report) -> list[list[str]]:
+    """``weighted mean`` (filter-weighted, of what averages) and ``total`` (of the counts)."""
+    measures = report_measures(report)
+    return [["weighted mean", "", "", str(report.summary.get("n_filters", "")),
+             *(_summary_cell(report, m, "mean") for m in measures)],
+            ["total", "", "", "", *(_summary_cell(report, m, "total") for m in measures)]]
 
 
 def _notes(report: Report) -> list[str]:
@@ -121,9 +126,10 @@ def shorten(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (keep - head):]
 
 
-def _fit(rows: list[list[str]], columns: list[tuple[str, str]], width: int | None
-         ) -> tuple[list[list[str]], list[tuple[str, str]], list[str]]:
-    """Drop columns (least telling first) and shorten names until the table fits ``width``."""
+def _fit(rows: list[list[str]], columns: list[tuple[str, str]], width: int | None,
+         kept: Collection[str] = ()) -> tuple[list[list[str]], list[tuple[str, str]], list[str]]:
+    """Drop columns (least telling first, never those in ``kept``) and shorten names until
+    the table fits ``width``."""
     dropped: list[str] = []
 
     def total() -> int:
@@ -132,7 +138,7 @@ def _fit(rows: list[list[str]], columns: list[tuple[str, str]], width: int | Non
     if width is None:
         return rows, columns, dropped
     name_width = max(len(r[0]) for r in rows)
-    for label in (None, *_DROP_ORDER):
+    for label in (None, *(c for c in _DROP_ORDER if c not in kept)):
         if label is not None:
             if label not in [c for c, _ in columns]:
                 continue
@@ -150,10 +156,11 @@ def _fit(rows: list[list[str]], columns: list[tuple[str, str]], width: int | Non
     return rows, columns, dropped
 
 
-def to_table(report: Report, width: int | None = None) -> str:
+def to_table(report: Report, width: int | None = None, keep: Collection[str] = ()) -> str:
     """An aligned plain-text table, one row per layer, then the summary and notes; at most
     ``width`` characters wide when given (long names are cut in the middle, then the least
-    telling columns are left out, and a note says which).
+    telling columns are left out, and a note says which; never the columns of the measures
+    in ``keep``, such as those a gate verdict is about).
 
     Example:
         >>> import torch, filterwatch
@@ -166,9 +173,10 @@ def to_table(report: Report, width: int | None = None) -> str:
     columns = list(_columns(report))
     measures = report_measures(report)
     rows = [[c for c, _ in columns], *(_row(layer, measures) for layer in report.layers),
-            _summary_row(report)]
+            *_summary_rows(report)]
     rows = [[printable(r[0], keep=""), *r[1:]] for r in rows]  # a name's newline is no new line
-    rows, columns, dropped = _fit(rows, columns, width)
+    kept = {m.label for m in measures if m.key in keep or m.gated_quantity in keep}
+    rows, columns, dropped = _fit(rows, columns, width, kept)
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     lines = []
     for i, row in enumerate(rows):
@@ -177,7 +185,7 @@ def to_table(report: Report, width: int | None = None) -> str:
             for cell, w, (_, align) in zip(row, widths, columns, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
-        if i == 0 or i == len(rows) - 2:
+        if i == 0 or i == len(rows) - 3:
             lines.append("  ".join("-" * w for w in widths))
     notes = [printable(n, keep="") for n in (_worst_line(report), *report.summary.get("notes", []))]
     if dropped:
@@ -203,11 +211,12 @@ def to_markdown(report: Report) -> str:
         row = _row(layer, measures)
         cells = [md_code(row[0]), *(md_cell(c) for c in row[1:])]
         lines.append("| " + " | ".join(cells) + " |")
-    summary = _summary_row(report)
-    summary[0] = "**" + summary[0] + "**"
-    lines.append("| " + " | ".join(summary) + " |")
-    lines += ["", md_cell(_worst_line(report)),
-              *(f"**{md_cell(n)}**" for n in report.summary.get("notes", []))]
+    for summary in _summary_rows(report):
+        summary[0] = "**" + summary[0] + "**"
+        lines.append("| " + " | ".join(summary) + " |")
+    for paragraph in [md_cell(_worst_line(report)),  # each its own paragraph
+                      *(f"**{md_cell(n)}**" for n in report.summary.get("notes", []))]:
+        lines += ["", paragraph]
     notes = _notes(report)
     if notes:
         lines += ["", *(f"- {md_cell(n)}" for n in notes)]

@@ -69,7 +69,8 @@ class LayerReport:
 class Report:
     """Per-layer filter measures of one model, with a model-level summary.
 
-    ``summary["mean"]`` holds filter-weighted means over the layers where a measure is defined;
+    ``summary["mean"]`` holds filter-weighted means over the layers where a measure is defined
+    (``summary["total"]`` the totals of the counts: dead channels, non-finite values);
     ``summary["worst"]`` the three worst layers per measure (the registry,
     :data:`filterwatch.report.MEASURES`, says which direction is worse).
     """
@@ -222,20 +223,27 @@ def _clean_json(obj: Any) -> Any:
 
 
 def summarize(layers: list[LayerReport], top: int = 3) -> dict[str, Any]:
-    """Model summary: filter-weighted means and the ``top`` worst layers per measure."""
+    """Model summary: filter-weighted means of what averages, totals of the counts (dead
+    channels, non-finite values: a mean of counts would mean nothing), and the ``top`` worst
+    layers per measure."""
     means: dict[str, float | None] = {}
+    totals: dict[str, int] = {}
     worst: dict[str, list[dict[str, Any]]] = {}
     for m in select(summary=True):
         pairs = [(layer, layer.value(m.key)) for layer in layers]
         defined = [(layer, v) for layer, v in pairs if v is not None]
         weight = sum(layer.n_filters for layer, _ in defined)
-        means[m.key] = sum(layer.n_filters * v for layer, v in defined) / weight if weight else None
+        if m.integer:
+            totals[m.key] = int(sum(v for _, v in defined))
+        else:
+            means[m.key] = sum(layer.n_filters * v for layer, v in defined) / weight if weight else None
         ranked = sorted(defined, key=lambda lv: lv[1], reverse=m.worse == "high")
         worst[m.key] = [{"layer": layer.name, "value": v} for layer, v in ranked[:top]]
     return {
         "n_layers": len(layers),
         "n_filters": sum(layer.n_filters for layer in layers),
         "mean": means,
+        "total": totals,
         "worst": worst,
         "notes": _notes(layers),
     }
