@@ -90,7 +90,7 @@ def main() -> None:
             from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
             acc = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "tensors": 0})
             acc.Reload()
-            heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
+            heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch/heatmaps/")]
             tag = "filterwatch/notes/text_summary"
             notes = ([e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)]
                      if tag in acc.Tags()["tensors"] else [])

@@ -61,10 +61,10 @@ def test_images_histograms_layout_and_history_file(tmp_path: Path) -> None:
     acc = _events(Path(logger.log_dir))
     images = acc.Tags()["images"]
     assert "filterwatch_filters/body.0" in images
-    assert "filterwatch_heatmap/variance_entropy" in images
+    assert "filterwatch/heatmaps/variance_entropy" in images
     hists = acc.Tags()["histograms"]
     assert "filterwatch/body.2/filter_norms" in hists and "filterwatch/body.2/weights" in hists
-    assert "filterwatch_pc1/body.2" in images  # current on the reference, one picture
+    assert "filterwatch/pc1" in images  # current on the reference, every layer in one picture
     texts = acc.Tags()["tensors"]
     assert "filterwatch/alerts/text_summary" in texts  # "no alerts so far", not an empty tab
     history = (Path(logger.log_dir) / "filterwatch_history.jsonl").read_text().splitlines()
@@ -182,11 +182,14 @@ def test_layout_regexes_match_exactly_the_logged_tags(tmp_path: Path) -> None:
     trainer(tmp_path, [watch], logger=logger).fit(TinyNet(), loader())
     tags = _events(Path(logger.log_dir)).Tags()["scalars"]
     by_label = {m.label: m for m in MEASURES}
-    charts = layout_charts()
-    sections = (("filterwatch: layers", "filterwatch/"), ("filterwatch: model", "filterwatch_model/"))
-    for section, want_prefix in sections:
-        for label, (_, (regex,)) in charts[section].items():
-            m = by_label[label]
+    charts = layout_charts(True, [layer.name for layer in watch.history[-1].layers])
+    for section, chart in charts.items():
+        for title, (_, (regex,)) in chart.items():
+            m = by_label[title.split(": ")[0]]
+            want_prefix = "filterwatch_model/" if section == "filterwatch: model" else "filterwatch/"
             drawn = {t for t in tags if re.search(regex, t)}
             want = {t for t in tags if t.startswith(want_prefix) and t.endswith("/" + m.key)}
-            assert drawn == want and drawn, (label, regex)
+            assert drawn == want and drawn, (title, regex)
+    charted = {m.key for m in MEASURES if m.chart is not None}
+    logged = {t.rsplit("/", 1)[1] for t in tags if t.startswith("filterwatch/") and t.count("/") == 2}
+    assert logged - {"overhead_ms", "gate_violations"} <= charted  # every logged series is charted

@@ -56,5 +56,5 @@ def test_an_alert_within_a_tenth_of_the_run_on_a_busy_machine(tmp_path: Path,
 
     acc = EventAccumulator(str(logger.log_dir), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()
-    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
+    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch/heatmaps/")]
     assert heatmaps and all(acc.Images(t)[-1].step == steps[-1] for t in heatmaps)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from filterwatch import analyze
-from filterwatch.integrations.figures import filter_grid, health_cmap, heatmap_figure, pc1_image
+from filterwatch.integrations.figures import filter_grid, health_cmap, heatmap_figure, pc1_figure
 from filterwatch.report import to_table
 from filterwatch.report.registry import get
 from tests.conftest import small_cnn
@@ -58,11 +58,14 @@ def test_filter_grid_lays_out_depthwise_layers_as_a_square() -> None:
     assert img.shape[1] < 3 * img.shape[2]  # not one long column
 
 
-def test_pc1_picture_shows_both_on_one_scale() -> None:
-    img = pc1_image([0, 10, 0], [10, 0, 0], height=10, bar=1)
-    orange = (img[0] > 0.9) & (img[2] < 0.2)
-    grey = (img - 0.72).abs().amax(dim=0) < 1e-6
-    assert orange[:, 1].any() and not orange[:, 0].any() and grey[:, 0].any()
+def test_pc1_picture_has_axes_a_legend_and_both_on_one_scale() -> None:
+    fig = pc1_figure([("conv$1$", [0, 10, 0], [10, 0, 0]), ("conv2", [5, 5, 0], [0, 5, 5])])
+    ax = fig.axes[0]
+    assert ax.get_title() == "conv$1$" and ax.get_xlabel() == "PC1 bin"
+    assert ax.get_ylabel() == "share of filters"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["reference", "current"]
+    line = ax.lines[0].get_ydata()
+    assert max(line) == 1.0 and line[1] == 1.0  # shares of the filters, on the reference's bins
 
 
 def test_table_fits_the_terminal_and_cuts_names_in_the_middle() -> None:
@@ -147,7 +150,7 @@ def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: b
     writer.close()
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()
-    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
+    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch/heatmaps/")]
     assert len(asked) == 1  # the third snapshot asks; the final one draws them whatever the budget
     assert heatmaps and sink.heatmaps_skipped == (0 if affordable else 1)
     assert ("filterwatch/notes/text_summary" in acc.Tags()["tensors"]) is not affordable
@@ -173,7 +176,7 @@ def test_no_skip_note_when_the_skipped_snapshot_was_the_last(tmp_path: Path) -> 
     writer.close()
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()
-    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch_heatmap/")]
+    heatmaps = [t for t in acc.Tags()["images"] if t.startswith("filterwatch/heatmaps/")]
     assert sink.heatmaps_skipped == 1 and heatmaps
     assert all(acc.Images(t)[-1].step == 2 for t in heatmaps)
     assert "filterwatch/notes/text_summary" not in acc.Tags()["tensors"]

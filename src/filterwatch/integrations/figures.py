@@ -21,7 +21,7 @@ from ..report import LayerReport, Report
 from ..report.registry import Measure
 from ..report.render import shorten
 
-__all__ = ["filter_grid", "health_cmap", "heatmap_figure", "pc1_image", "png_bytes", "shown_value",
+__all__ = ["filter_grid", "health_cmap", "heatmap_figure", "pc1_figure", "png_bytes", "shown_value",
            "svg_text", "view_range"]
 
 _GREY = 0.85  # undefined values and separators
@@ -122,6 +122,43 @@ def health_cmap(m: Measure, n: int = 256) -> Any:
     return ListedColormap(colours).with_extremes(bad=(_GREY, _GREY, _GREY))
 
 
+def pc1_figure(layers: Sequence[tuple[str, Sequence[float], Sequence[float]]], columns: int = 4) -> Any:
+    """Small multiples, one per layer: the histogram of the first principal coefficient of the
+    current filters (orange line) on the reference's (grey area), on the reference's bins,
+    each normalised to a share of the filters, with axes and one legend.
+
+    Example:
+        >>> fig = pc1_figure([("conv1", [0, 2, 1], [1, 1, 1])])
+        >>> fig.axes[0].get_title(), fig.axes[0].get_xlabel()
+        ('conv1', 'PC1 bin')
+    """
+    from matplotlib.figure import Figure
+
+    n = max(len(layers), 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.1 * cols, 2.0 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax, (name, current, reference) in zip(axes.flat, layers, strict=False):
+        cur = torch.tensor(list(current), dtype=torch.float64)
+        ref = torch.tensor(list(reference), dtype=torch.float64)
+        x = list(range(len(ref)))
+        ax.fill_between(x, (ref / ref.sum().clamp_min(1.0)).tolist(), step="mid", color="0.75",
+                        label="reference")
+        ax.step(x, (cur / cur.sum().clamp_min(1.0)).tolist(), where="mid", color="#f07010",
+                linewidth=1.6, label="current")
+        ax.set_title(shorten(name, 32), fontsize=9, parse_math=False)
+        ax.set_xlabel("PC1 bin", fontsize=8)
+        ax.set_ylabel("share of filters", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", ncols=2, fontsize=8)
+    fig.suptitle("first principal coefficient: current vs reference", fontsize=10)
+    return fig
+
+
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     """The figure as PNG bytes (Agg canvas, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -191,31 +228,3 @@ def filter_grid(weight: torch.Tensor, max_filters: int = 32, max_inputs: int = 8
     canvas[:-1, :-1] = padded.permute(0, 2, 1, 3).reshape(c_out * (kh + 1), c_in * (kw + 1))
     img = _diverging(canvas)
     return img.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
-
-
-def pc1_image(current: Sequence[float], reference: Sequence[float], height: int = 60,
-              bar: int = 2) -> torch.Tensor:
-    """Current against reference in one picture ``(3, H, W)``: the reference's histogram of
-    first principal coefficients as a grey area, the current one as an orange line on the
-    same bins and the same (shared) scale.
-
-    Example:
-        >>> pc1_image([0, 2, 1], [1, 1, 1], height=10, bar=1).shape
-        torch.Size([3, 10, 3])
-    """
-    cur = torch.tensor(list(current), dtype=torch.float64)
-    ref = torch.tensor(list(reference), dtype=torch.float64)
-    cur = cur / cur.sum().clamp_min(1.0)
-    ref = ref / ref.sum().clamp_min(1.0)
-    top = float(torch.maximum(cur.max(), ref.max())) or 1.0
-    rows = torch.arange(height, 0, -1, dtype=torch.float64)[:, None]  # row 0 is the top
-    ref_h = (ref / top * (height - 1)).round()
-    cur_h = (cur / top * (height - 1)).round()
-    img = torch.ones(3, height, len(ref))
-    img[:, rows.squeeze(1) <= 0] = 1.0
-    filled = rows <= ref_h[None, :]
-    img[:, filled] = 0.72
-    line = (rows - cur_h[None, :]).abs() <= 0.5
-    orange = torch.tensor([0.95, 0.45, 0.05])[:, None]
-    img[:, line] = orange.expand(3, int(line.sum())).to(img)
-    return img.repeat_interleave(bar, dim=2)

@@ -24,7 +24,7 @@ from ..reference import Reference
 from ..report import Report
 from ..report.registry import get, select
 from ..report.text import md_cell, md_code
-from .figures import filter_grid, heatmap_figure, pc1_image, png_bytes
+from .figures import filter_grid, heatmap_figure, pc1_figure, png_bytes
 
 __all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "layout_charts"]
 
@@ -108,6 +108,7 @@ class TensorBoardSink(Sink):
         self._alerts_seen = False
         self.affords = affords
         self.heatmap_s = _HEATMAP_GUESS_S * len(HEATMAP_MEASURES)  # the last drawing's cost
+        self.pc1_s = _HEATMAP_GUESS_S  # the last PC1 picture's cost
         self.heatmaps_skipped = 0
         self._heatmaps_written = False  # by the last write
         self._skip_note: tuple[int, str] | None = None  # written with the next snapshot
@@ -123,9 +124,9 @@ class TensorBoardSink(Sink):
         self.writer._get_file_writer().add_event(event)
         self.writer.flush()
 
-    def layout(self, spectral: bool = False) -> None:
+    def layout(self, spectral: bool = False, layers: Sequence[str] = ()) -> None:
         """The custom-scalars layout (see :func:`layout_charts`)."""
-        self.writer.add_custom_scalars(layout_charts(spectral))
+        self.writer.add_custom_scalars(layout_charts(spectral, layers))
         self._layout_done = True
 
     def _images_due(self, final: bool) -> bool:
@@ -165,13 +166,21 @@ class TensorBoardSink(Sink):
         step = snapshot.step
         self._write_skip_note()
         if not self._layout_done:
-            self.layout(bool(report.settings.get("spectral")))
+            self.layout(bool(report.settings.get("spectral")), [layer.name for layer in report.layers])
         values: list[Any] = []
         if self.write_scalars:
             values += [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in snapshot.scalars.items()]
+        pc1: list[tuple[str, list[float], list[float]]] = []
         for name, extras in self._pending.items():
-            values += self._layer_extras(name, extras, reference, report)
+            values += self._layer_extras(name, extras)
+            group = None if extras.pc1 is None or reference is None else _group_of(reference, name)
+            if group is not None and extras.pc1 is not None:
+                pc1.append((name, extras.pc1, group.basis.hist[0].tolist()))
         self._pending = {}
+        if pc1 and (final or self.affords is None or self.affords(self.pc1_s)):
+            start = time.perf_counter()  # current on the reference, one picture of every layer
+            values.append(_png_value(PC1_TAG, png_bytes(pc1_figure(pc1))))
+            self.pc1_s = time.perf_counter() - start
         self._heatmaps_written = False
         if final or (self._images_due(final) and len(history) >= _HEATMAP_MIN):  # a trend needs columns
             values += self._budgeted_heatmaps(history, step, final)
@@ -188,19 +197,13 @@ class TensorBoardSink(Sink):
         if final:  # otherwise the writer's own thread writes it out (a flush waits ~7 ms for it)
             self.writer.flush()
 
-    def _layer_extras(self, name: str, extras: _Extras, reference: Reference | None,
-                      report: Report) -> list[Any]:
+    def _layer_extras(self, name: str, extras: _Extras) -> list[Any]:
         values = []
         for tag, h in (("filter_norms", extras.norms), ("weights", extras.weights)):
             if h is not None:
                 edges = torch.linspace(h.lo, h.hi if h.hi > h.lo else h.lo + 1.0, _HIST_BINS + 1)
                 values.append(_histogram_value(f"filterwatch/{name}/{tag}", h.lo, h.hi, h.num, h.total,
                                                h.total_sq, edges[1:].tolist(), h.counts))
-        if extras.pc1 is not None and reference is not None:
-            group = _group_of(reference, name)
-            if group is not None:  # current (line) on the reference (grey area), one picture
-                image = pc1_image(extras.pc1, group.basis.hist[0].tolist())
-                values.append(_image_value(f"filterwatch_pc1/{name}", image))
         if extras.grid is not None:
             values.append(_image_value(f"filterwatch_filters/{name}", extras.grid))
         return values
@@ -253,7 +256,8 @@ class TensorBoardSink(Sink):
         for key in HEATMAP_MEASURES:
             m = get(key)
             if any(layer.value(key) is not None for r in history for layer in r.layers):
-                values.append(_png_value(f"filterwatch_heatmap/{key}", png_bytes(heatmap_figure(history, m))))
+                values.append(_png_value(HEATMAP_TAG.format(measure=key),
+                                         png_bytes(heatmap_figure(history, m))))
         return values
 
     def _alerts(self, alerts: Sequence[Alert], step: int) -> None:
@@ -309,17 +313,43 @@ def _png_value(tag: str, png: bytes) -> Any:
                                                       encoded_image_string=png))
 
 
-def layout_charts(spectral: bool = True) -> dict[str, dict[str, list[Any]]]:
-    """One chart per measure (anchored regexes, so ``variance_entropy`` does not also draw
-    ``variance_entropy_norm``): every layer on the layers' charts, the filter-weighted means
-    on the model's. Drift is shown against its noise floor (``drift_ratio``: 1 = what
-    sampling alone gives), so that a small, noisy layer cannot hide a real shift. The spectral
-    measures' charts only when they are computed (``spectral``)."""
-    shown = [m for m in select() if spectral or not m.spectral]
-    layers = {m.label: ["Multiline", [_tag_regex(LAYER_TAG, ".+", m.key)]]
-              for m in shown if m.chart is not None}
-    model = {m.label: ["Multiline", [_tag_regex(MODEL_TAG, None, m.key)]] for m in shown if m.chart == "both"}
-    return {"filterwatch: layers": layers, "filterwatch: model": model}
+GROUP = 6  # layers per chart: few enough lines that each can be told apart
+HEATMAP_TAG = "filterwatch/heatmaps/{measure}"  # the "filterwatch" image group sorts first
+PC1_TAG = "filterwatch/pc1"
+
+
+def layout_charts(spectral: bool = True, layers: Sequence[str] = ()) -> dict[str, dict[str, list[Any]]]:
+    """The custom-scalars layout: per measure a category ``filterwatch: <label>`` with one chart
+    per group of at most :data:`GROUP` consecutive layers (titled by the layers it holds, so a
+    line can be told from its neighbours; one chart of every layer without ``layers``), and
+    the filter-weighted model means in ``filterwatch: model``. Anchored regexes, so
+    ``variance_entropy`` does not also draw ``variance_entropy_norm``. Drift is shown against
+    its noise floor (``drift_ratio``: 1 = what sampling alone gives). The spectral measures'
+    charts only when they are computed (``spectral``).
+
+    Example:
+        >>> charts = layout_charts(False, ["a", "b"])
+        >>> charts["filterwatch: sparsity"]["sparsity: a, b"]
+        ['Multiline', ['^filterwatch/(?:a|b)/sparsity$']]
+    """
+    shown = [m for m in select() if (spectral or not m.spectral) and m.chart is not None]
+    groups = [list(layers[i:i + GROUP]) for i in range(0, len(layers), GROUP)]
+    out: dict[str, dict[str, list[Any]]] = {}
+    for m in shown:
+        if not groups:
+            out[f"filterwatch: {m.label}"] = {m.label: ["Multiline", [_tag_regex(LAYER_TAG, ".+", m.key)]]}
+            continue
+        out[f"filterwatch: {m.label}"] = {
+            f"{m.label}: {_title(group)}": ["Multiline", [_tag_regex(
+                LAYER_TAG, "(?:" + "|".join(re.escape(n) for n in group) + ")", m.key)]]
+            for group in groups}
+    out["filterwatch: model"] = {m.label: ["Multiline", [_tag_regex(MODEL_TAG, None, m.key)]]
+                                 for m in shown if m.chart == "both"}
+    return out
+
+
+def _title(group: Sequence[str]) -> str:
+    return ", ".join(group) if len(", ".join(group)) <= 60 else f"{group[0]} … {group[-1]}"
 
 
 def _tag_regex(template: str, layer: str | None, measure: str) -> str:

@@ -180,7 +180,7 @@ MEASURES: tuple[Measure, ...] = (
             hint="the filters moved far from the reference distribution: catastrophic forgetting "
                  "or a broken fine-tune", view=(0.0, 2.0)),
     Measure("drift_noise", "noise", "high", "drift that sampling alone gives at this size",
-            needs_reference=True, column="reference"),
+            needs_reference=True, column="reference", scalar=False),  # drift_ratio is charted
     Measure("drift_ratio", "drift/noise", "high",
             "drift over its noise floor: 1 = what sampling alone gives; compare layers by this",
             needs_reference=True, summary=True, column="reference", chart="both", heatmap=True,
@@ -210,10 +210,10 @@ MEASURES: tuple[Measure, ...] = (
             "the given input size", spectral=True, column="spectral"),
     Measure("variance_entropy_clean_norm", "VE clean/H_T", "high", "clean VE over H_T(n)",
             scalar=False),
-    Measure("weight_norm", "norm", "high", "Frobenius norm of the weight"),
+    Measure("weight_norm", "norm", "high", "Frobenius norm of the weight", chart="layers"),
     Measure("init_bound_ratio", "max|w|·√fan_in", "high",
             "largest |w| over PyTorch's default-init bound 1/sqrt(fan_in): <= 1 for a fresh "
-            "default init, above 1 once trained"),
+            "default init, above 1 once trained", chart="layers"),
     Measure("filter_l1_mean", "L1", "high", "mean L1 norm of the filters", scalar=False),
     Measure("filter_l2_mean", "L2", "high", "mean L2 norm of the filters", scalar=False),
 )
