@@ -68,9 +68,9 @@ def digits(classes: range, shuffle: bool = True) -> DataLoader:
                       shuffle=shuffle, generator=torch.Generator().manual_seed(0))
 
 
-def _trainer(epochs: int, name: str, callbacks: list[Any]) -> pl.Trainer:
+def _trainer(epochs: int, name: str, callbacks: list[Any], out: str) -> pl.Trainer:
     return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=callbacks,
-                      logger=TensorBoardLogger(RUNS, name=name), log_every_n_steps=5,
+                      logger=TensorBoardLogger(out, name=name), log_every_n_steps=5,
                       enable_checkpointing=False, enable_model_summary=False,
                       enable_progress_bar=False)
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bad", action="store_true", help="a destructive fine-tune: alerts fire")
     parser.add_argument("--epochs", type=int, default=6, help="epochs per phase")
+    parser.add_argument("--out", default=RUNS, help=f"where the TensorBoard logs go (default: {RUNS})")
     args = parser.parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = DigitsCNN()
     print(f"1/2 pretraining on digits 0-4 for {args.epochs} epochs ...")
-    _trainer(args.epochs, "pretrain_0-4", []).fit(model, digits(range(0, 5)))
+    _trainer(args.epochs, "pretrain_0-4", [], args.out).fit(model, digits(range(0, 5)))
 
     model.head = nn.Linear(64, 5)  # new task, new head; the conv backbone is kept
     model.hparams.lr, model.hparams.l1 = (6e-2, 2e-3) if args.bad else (1e-3, 0.0)
@@ -95,14 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     name = "finetune_5-9_bad" if args.bad else "finetune_5-9"
     print(f"2/2 fine-tuning on digits 5-9 ({'bad: 60x lr + L1' if args.bad else 'normal'}) "
           "with FilterWatch ...")
-    trainer = _trainer(args.epochs, name, [watch])
+    trainer = _trainer(args.epochs, name, [watch], args.out)
     trainer.fit(model, digits(range(5, 10)))
 
     print(f"\nFilterWatch: {len(watch.history)} snapshots, last at step {watch.history[-1].step}\n")
     print(watch.summary())
     print("how each layer's variance entropy evolved:")
     print(watch.history_table("variance_entropy"))
-    print(f"\ntensorboard --logdir {RUNS}")
+    print(f"\ntensorboard --logdir {args.out}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def test_images_histograms_layout_and_history_file(tmp_path: Path) -> None:
     assert "filterwatch/body.2/filter_norms" in hists and "filterwatch/body.2/weights" in hists
     assert "filterwatch/pc1" in images  # current on the reference, every layer in one picture
     texts = acc.Tags()["tensors"]
-    assert "filterwatch/alerts/text_summary" in texts  # "no alerts so far", not an empty tab
+    assert "alerts/filterwatch/text_summary" in texts  # "no alerts so far", not an empty tab
     history = (Path(logger.log_dir) / "filterwatch_history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in history] == [0, 4, 8]
     assert "step 8" in cb.history_table() and "body.2" in cb.summary()
@@ -148,7 +148,7 @@ def test_alerts_fire_when_a_layer_is_killed(tmp_path: Path, caplog: pytest.LogCa
     assert len(lines) == len(cb.alerts)  # once each
     kinds = {(a.layer, a.kind) for a in cb.alerts}
     assert ("body.2", "sparse") in kinds
-    assert "filterwatch/alerts/text_summary" in _events(Path(logger.log_dir)).Tags()["tensors"]
+    assert "alerts/filterwatch/text_summary" in _events(Path(logger.log_dir)).Tags()["tensors"]
 
 
 def test_adaptive_schedule_respects_the_overhead_budget(tmp_path: Path) -> None:

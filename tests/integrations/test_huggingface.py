@@ -294,7 +294,7 @@ def test_a_final_snapshot_at_the_gates_step_replaces_it(tmp_path: Path,
     acc = _events(_tb_dir(watch))
     assert [e.step for e in acc.Images(f"filterwatch_filters/{DWCONV}")] == [0, 1, 2, 3]
     texts = {e.step: e.tensor_proto.string_val[0].decode()
-             for e in acc.Tensors("filterwatch/alerts/text_summary")}
+             for e in acc.Tensors("alerts/filterwatch/text_summary")}
     assert "dead" in texts[3]  # the gate's alert, in the alerts panel at the final snapshot
 
 

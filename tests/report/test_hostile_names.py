@@ -80,7 +80,7 @@ def test_the_tensorboard_alert_table_escapes_names(tmp_path: Path) -> None:
     writer.close()
     acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     acc.Reload()
-    table = acc.Tensors("filterwatch/alerts/text_summary")[0].tensor_proto.string_val[0].decode()
+    table = acc.Tensors("alerts/filterwatch/text_summary")[0].tensor_proto.string_val[0].decode()
     row = table.splitlines()[-1]
     assert row.count(" | ") == 3  # four cells, no more
     assert not re.search(r"(?<!\\)<img", _outside_code(row))

@@ -191,7 +191,7 @@ class TensorBoardSink(Sink):
         if new_alerts:
             self._alerts(new_alerts, step)
         elif not self._alerts_seen and (self._count == 0 or final):
-            self.writer.add_text("filterwatch/alerts", "no alerts" + (" in this run" if final else " so far"),
+            self.writer.add_text(ALERTS_TAG, "no alerts" + (" in this run" if final else " so far"),
                                  step)
         self._count += 1
         if final:  # otherwise the writer's own thread writes it out (a flush waits ~7 ms for it)
@@ -230,8 +230,11 @@ class TensorBoardSink(Sink):
     def finish(self, history: Sequence[Report]) -> None:
         """Training ended at the step of the last snapshot (no final one is taken then): the
         heatmaps of the whole run, unless that snapshot drew them."""
+        if history and not self._alerts_seen:  # the run's last word on alerts
+            self.writer.add_text(ALERTS_TAG, "no alerts in this run", int(history[-1].step or 0))
         if self._heatmaps_written or not history:
             self._write_skip_note()
+            self.writer.flush()
             return
         from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -265,7 +268,7 @@ class TensorBoardSink(Sink):
         lines = ["| step | layer | alert | value |", "|---:|---|---|---:|"]
         lines += [f"| {a.step} | {md_code(a.layer)} | {md_cell(a.message)} | {a.value:.3f} |"
                   for a in alerts]
-        self.writer.add_text("filterwatch/alerts", "\n".join(lines), step)
+        self.writer.add_text(ALERTS_TAG, "\n".join(lines), step)
 
 
 def _histogram_value(tag: str, lo: float, hi: float, num: float, total: float, total_sq: float,
@@ -315,6 +318,8 @@ def _png_value(tag: str, png: bytes) -> Any:
 
 GROUP = 6  # layers per chart: few enough lines that each can be told apart
 HEATMAP_TAG = "filterwatch/heatmaps/{measure}"  # the "filterwatch" image group sorts first
+# the Text tab sorts by tag: "alerts/..." comes before the "args" a Trainer dumps there
+ALERTS_TAG = "alerts/filterwatch"
 PC1_TAG = "filterwatch/pc1"
 
 
