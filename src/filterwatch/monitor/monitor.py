@@ -138,10 +138,10 @@ class Monitor:
         snapshot holds it.
 
         A second call at the step of the last snapshot returns that snapshot (no new
-        analysis, no new alerts): FilterWatch and FilterGate share one Monitor that way. A
-        final snapshot at that step (the run stopped right after the gate's check) measures
-        again, with every measure and the caller's ``on_kernel``, and *replaces* that
-        snapshot in the history (and the sinks replace it too): a step is never there twice."""
+        analysis, no new alerts). A final snapshot at that step (the last one lacked a
+        sampled measure) measures again, with every measure and the caller's ``on_kernel``,
+        and *replaces* that snapshot in the history (and the sinks replace it too): a step is
+        never there twice."""
         same_step = bool(self.history) and self.history[-1].step == step
         if same_step and not final:
             return self.history[-1]
@@ -174,9 +174,8 @@ class Monitor:
             not self.spectral or bool(report.settings.get("spectral")))
 
     def take_alerts(self) -> list[Alert]:
-        """The alerts no caller has reported yet, oldest first, and forget them: a gate that
-        measured a step alone leaves its alerts to the watch that shares its Monitor, which
-        prints and logs them with its next snapshot."""
+        """The alerts no caller has reported yet, oldest first, and forget them (the watch's
+        snapshot hands them to its sinks and prints them)."""
         taken, self._unreported = self._unreported, []
         return taken
 
