@@ -16,7 +16,7 @@ $(BASE): pyproject.toml constraints.txt
 	@echo "installing filterwatch and the demo's dependencies into $(VENV) (CPU torch; about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PIP) --no-compile -e '.[examples]'  # .pyc only for what runs: ~250 MB less
+	$(PIP) -e '.[examples]'
 	touch $(BASE)
 
 $(STAMP): $(BASE)
