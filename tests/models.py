@@ -62,6 +62,28 @@ def mobilenet_like(width: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+# MobileNetV2's inverted residual settings: expansion t, output channels c, repeats n, stride s
+_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def mobilenetv2_like() -> nn.Sequential:
+    """MobileNetV2's conv shapes: a 3x3 stem, 17 inverted residuals (1x1 expand, 3x3 depthwise,
+    1x1 project), a 1x1 head; 18 small 3x3 layers, 17 of them depthwise."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1, bias=False)]
+    c = 32
+    for t, out, n, s in _MOBILENET_V2:
+        for i in range(n):
+            hidden = c * t
+            if t != 1:
+                layers.append(nn.Conv2d(c, hidden, 1, bias=False))
+            layers += [nn.Conv2d(hidden, hidden, 3, s if i == 0 else 1, 1, groups=hidden, bias=False),
+                       nn.Conv2d(hidden, out, 1, bias=False)]
+            c = out
+    layers.append(nn.Conv2d(c, 1280, 1, bias=False))
+    return nn.Sequential(*layers)
+
+
 def _bottleneck(c_in: int, mid: int, stride: int) -> list[nn.Module]:
     out = mid * 4
     layers: list[nn.Module] = [nn.Conv2d(c_in, mid, 1, bias=False),

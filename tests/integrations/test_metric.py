@@ -29,7 +29,9 @@ def test_compute_equals_analyze() -> None:
         net[1][0].weight[:8] = 0  # dead channels and sparse filters
     metric = FilterMetrics(net)
     metric.update(net)
-    _close(metric.compute(), analyze(net), (*KEYS, "orthogonality"))
+    # the metric sums one layer at a time, analyze() batches layers of equal filter size:
+    # the two passes agree to 1e-6 (sums in another order and precision)
+    _close(metric.compute(), analyze(net), (*KEYS, "orthogonality"), tol=1e-6)
 
 
 def test_row_shards_merged_equal_the_unsharded_model() -> None:

@@ -31,17 +31,23 @@ SCRIPT = textwrap.dedent('''
     }
     bad = torch.randn(8, 4, 3, 3); bad[0, 0, 0, 0] = float("nan")
     state["nan.weight"] = bad
-    fused = analyze(state)
+    # the per-layer pass takes the kernel (sharded layers, FilterMetrics; the batched pass of
+    # whole layers is torch only)
+    from filterwatch.layers import discover_layers
+    from filterwatch.measure import layer_stats, reports_from_stats
+    layers = discover_layers(state)
+    fused = reports_from_stats(layers, [layer_stats(layer.kernel(), 0.01) for layer in layers])
     ref = analyze(state, precision="float64")  # float64 never takes the kernel
-    for a, b in zip(fused.layers, ref.layers):
+    for a, b in zip(fused, ref.layers, strict=True):
         for key in ("sparsity", "variance_entropy", "variance_entropy_clean", "orthogonality",
                     "dead_channels", "nonfinite", "weight_norm", "filter_l1_mean"):
             va, vb = getattr(a, key), getattr(b, key)
             assert (va is None) == (vb is None), (a.name, key, va, vb)
             if va is not None:
                 assert abs(va - vb) <= 1e-5 * max(1.0, abs(vb)), (a.name, key, va, vb)
-    assert fused.layer("copies").variance_entropy < 1e-5
-    assert fused.layer("nan").nonfinite == 1
+    by_name = {r.name: r for r in fused}
+    assert by_name["copies"].variance_entropy < 1e-5
+    assert by_name["nan"].nonfinite == 1
     print("triton interpreter agrees on", len(fused.layers), "layers")
 ''')
 

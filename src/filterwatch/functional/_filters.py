@@ -127,8 +127,8 @@ def _transposed(f: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tenso
     """``f.T`` ``(K, n)``, contiguous. On a CPU this is the product with the identity, which
     writes the transpose several times faster than a strided copy; it is exact for finite
     values (a NaN/Inf turns its whole filter into NaN: such filters are reported as
-    non-finite anyway)."""
-    if f.is_cuda or f.shape[0] < 2:
-        return f.T.contiguous() if out is None else out.copy_(f.T)
+    non-finite anyway). Always a new tensor (or ``out``): callers overwrite it."""
+    if f.is_cuda or f.shape[0] < 2:  # a copy, never a view: callers centre it in place
+        return f.T.clone(memory_format=torch.contiguous_format) if out is None else out.copy_(f.T)
     eye = torch.eye(int(f.shape[1]), dtype=f.dtype, device=f.device)
     return eye @ f.T if out is None else torch.mm(eye, f.T, out=out)

@@ -24,13 +24,16 @@ class _Scratch(threading.local):
 
 
 _SCRATCH = _Scratch()
+_KEEP_BYTES = 4 << 20  # a buffer up to this size outlives its scratch_memory block
 
 
 @contextlib.contextmanager
 def scratch_memory() -> Iterator[None]:
     """Within this block, the CPU passes of the measures (statistics, drift) write into
-    buffers that are reused from layer to layer and freed when the block ends: a fresh
-    buffer per layer costs page faults that take as long as the pass itself. A snapshot
+    buffers that are reused from layer to layer: a fresh buffer per layer costs page faults
+    that take as long as the pass itself. When the block ends, buffers of up to 4 MiB each
+    are kept for the next block (the small layers' passes, snapshot after snapshot, then
+    fault no page in: at most ``_KEEP_BYTES`` times the few slots) and larger ones are freed. A snapshot
     (``analyze``, the monitors) runs in one such block; wrap a loop of functional calls
     over many layers in one to get the same.
 
@@ -51,7 +54,8 @@ def scratch_memory() -> Iterator[None]:
     finally:
         _SCRATCH.active = outer
         if not outer:
-            _SCRATCH.buffers = {}
+            _SCRATCH.buffers = {key: buf for key, buf in _SCRATCH.buffers.items()
+                                if buf.numel() * buf.element_size() <= _KEEP_BYTES}
 
 
 def _scratch(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,

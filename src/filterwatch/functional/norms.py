@@ -29,7 +29,7 @@ def filter_norms(weight: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 def _dead_channels_update(row_peak: torch.Tensor, c_out: int) -> torch.Tensor:
     """Dead output channels from each filter's peak: every filter of the channel is all zero."""
-    return (row_peak.reshape(c_out, -1) == 0).all(dim=1)
+    return row_peak.reshape(c_out, -1).amax(dim=1) == 0  # peaks are >= 0 (a NaN one is not 0)
 
 
 def _nonfinite_update(values: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -52,7 +53,12 @@ def _sparsity_update(row_peak: torch.Tensor, eps: float,
     layer_peak = row_peak.max().to(torch.float64) if peak is None else peak.to(torch.float64)
     t = eps * layer_peak
     t = torch.where(t == 0, torch.ones_like(t), t)
-    return row_peak.to(torch.float64) < t, t
+    if row_peak.dtype == torch.float64:
+        return row_peak < t, t
+    # x < t for a float32 x exactly when x < the smallest float32 >= t: no float64 copy
+    t32 = t.to(row_peak.dtype)
+    t32 = torch.where(t32.to(torch.float64) < t, torch.nextafter(t32, torch.full_like(t32, math.inf)), t32)
+    return row_peak < t32, t
 
 
 def sparsity_compute(n_sparse: float, n: int) -> float:

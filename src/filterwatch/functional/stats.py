@@ -4,8 +4,10 @@
 upcast to float32) and returns :class:`LayerStats`: sums that add across layers' shards and
 processes (counts, ``Σf``, ``Σffᵀ``, for all filters and for the sparse ones, so clean VE
 needs no second pass), a max (the peak) and orthogonality's ``Σ|G - I|``.
-:func:`layer_stats_compute` turns a batch of them into plain numbers, with one batched
-eigendecomposition per kernel size and one device-to-host transfer.
+:func:`filterwatch.functional.group_stats.layer_stats_compute` turns a batch of them into
+plain numbers, with one batched eigendecomposition per kernel size and one device-to-host
+transfer; :mod:`filterwatch.functional.batched` computes the same statistics for many
+whole layers at once.
 
 The per-filter pass is pluggable (``row_pass``): the fused engine passes a Triton kernel on
 CUDA; the default is the torch implementation :func:`row_stats`.
@@ -14,8 +16,8 @@ CUDA; the default is the torch implementation :func:`row_stats`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -23,7 +25,6 @@ from ._filters import _output_filter_matrix, _safe_scale, _scaled, _transposed, 
 from ._scratch import _scratch
 from .entropy import (
     MomentSums,
-    _variance_entropy_compute,
     _variance_entropy_update,
     _variance_entropy_update_t,
 )
@@ -31,7 +32,7 @@ from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
 
-__all__ = ["LayerStats", "LayerValues", "RowStats"]
+__all__ = ["LayerStats", "RowStats"]
 
 
 class RowStats(NamedTuple):
@@ -77,22 +78,6 @@ class LayerStats(NamedTuple):
                              sumsq=self.sumsq / (s * s), row_l2_sum=self.row_l2_sum / s, scale=1.0)
 
 
-class LayerValues(NamedTuple):
-    """One layer's numbers, on the host (NaN where the statistics leave them undefined)."""
-
-    nonfinite: int
-    n_sparse: int
-    variance_entropy: float
-    variance_entropy_clean: float
-    weight_norm: float
-    filter_l1_mean: float
-    filter_l2_mean: float
-    ortho_abs: float
-    dead_indices: list[int]
-    weight_sum: float  # Σw
-    peak: float        # max|w|
-
-
 _ROW_CHUNK = 65536  # filters per block of the CPU pass: its buffers stay in the cache
 
 
@@ -118,14 +103,14 @@ def row_stats(f: torch.Tensor) -> RowStats:
         a = ft.abs() if out is None else torch.abs(ft, out=out)
         torch.amax(a, dim=0, out=row_peak[i : i + c])
         abs_sum += a.sum()
-        torch.sum(a.copy_(ft).mul_(ft), dim=0, out=row_l2[i : i + c])
+        torch.sum(a.mul_(a), dim=0, out=row_l2[i : i + c])  # |x|² = x², in place
         del a
         sums = _variance_entropy_update_t(ft)  # centres ft in place (small sets: float64)
         s1 += sums.s1
         s2 += sums.s2
     row_l2.sqrt_()
-    bad_rows = ~torch.isfinite(row_peak)
-    if bool(bad_rows.any()):
+    # the sum of the peaks is finite unless a peak is not (or they overflow: look closer)
+    if not math.isfinite(float(row_peak.sum())) and bool((bad_rows := ~torch.isfinite(row_peak)).any()):
         nonfinite = _nonfinite_update(f[bad_rows])
     else:
         nonfinite = torch.zeros((), dtype=torch.int64, device=f.device)
@@ -188,77 +173,3 @@ def _sparse_sums(f: torch.Tensor, sparse: torch.Tensor) -> MomentSums:
     fs = f * sparse.unsqueeze(1).to(f.dtype)
     return MomentSums(-1, fs.sum(dim=0, dtype=torch.float64),
                       (fs.T @ fs).to(torch.float64))
-
-
-def _entropies(stats: Sequence[LayerStats]) -> tuple[list[float], list[float]]:
-    """VE and clean VE of every layer: one batched eigendecomposition per kernel size."""
-    by_k: dict[int, list[int]] = {}
-    for i, s in enumerate(stats):
-        by_k.setdefault(s.k, []).append(i)
-    ve = [math.nan] * len(stats)
-    ve_clean = [math.nan] * len(stats)
-    for idx in by_k.values():
-        group = [stats[i] for i in idx]
-        n = torch.tensor([s.n for s in group], device=group[0].s1.device)
-        n_clean = n - torch.stack([s.n_sparse for s in group]).to(n)
-        s1 = torch.stack([s.s1 for s in group])
-        s2 = torch.stack([s.s2 for s in group])
-        s1c = s1 - torch.stack([s.s1_sparse for s in group])
-        s2c = s2 - torch.stack([s.s2_sparse for s in group])
-        # layers with NaN/Inf are reported as undefined; keep eigh well defined meanwhile
-        s1, s2, s1c, s2c = (torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-                            for x in (s1, s2, s1c, s2c))
-        both = torch.cat([_variance_entropy_compute(n, s1, s2),
-                          _variance_entropy_compute(n_clean, s1c, s2c)]).tolist()
-        for j, i in enumerate(idx):
-            ve[i], ve_clean[i] = both[j], both[len(idx) + j]
-    return ve, ve_clean
-
-
-_TENSORS = ("peak", "nonfinite", "n_sparse", "s1", "s2", "s1_sparse", "s2_sparse", "abs_sum", "sumsq",
-            "row_l2_sum", "dead", "ortho_abs")
-
-
-def _to_host(stats: Sequence[LayerStats]) -> list[LayerStats]:
-    """The statistics of every layer on the CPU, in one device-to-host copy."""
-    if not any(s.s1.device.type != "cpu" for s in stats):
-        return list(stats)
-    parts = [t.reshape(-1).to(torch.float64) for s in stats for name in _TENSORS
-             if (t := getattr(s, name)) is not None]
-    flat = torch.split(torch.cat(parts).cpu(), [p.numel() for p in parts])
-    out, i = [], 0
-    for s in stats:
-        values: dict[str, Any] = {}
-        for name in _TENSORS:
-            t = getattr(s, name)
-            if t is not None:
-                host = flat[i].reshape(t.shape)
-                values[name] = host.to(torch.bool) if name == "dead" else host
-                i += 1
-        out.append(s._replace(**values))
-    return out
-
-
-def layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
-    """Every layer's numbers from its statistics: one copy to the host, then the small K x K
-    eigendecompositions there (one batched call per kernel size)."""
-    if not stats:
-        return []
-    stats = _to_host(stats)
-    ve, ve_clean = _entropies(stats)
-    scalars = torch.stack([torch.stack([
-        s.nonfinite, s.n_sparse.to(s.peak), s.abs_sum, s.row_l2_sum, s.sumsq,
-        s.ortho_abs if s.ortho_abs is not None else torch.full_like(s.peak, math.nan),
-        s.dead.sum().to(s.peak), s.s1.sum().to(s.peak), s.peak,
-    ]) for s in stats]).tolist()
-    out = []
-    for s, row, v, vc in zip(stats, scalars, ve, ve_clean, strict=True):
-        nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, dead, total, peak = row
-        out.append(LayerValues(
-            nonfinite=int(nonfinite), n_sparse=int(n_sparse), variance_entropy=v,
-            variance_entropy_clean=vc, weight_norm=math.sqrt(sumsq) / s.scale,
-            filter_l1_mean=abs_sum / s.scale / s.n, filter_l2_mean=l2_sum / s.scale / s.n, ortho_abs=ortho,
-            dead_indices=s.dead.nonzero().flatten().tolist() if dead else [],
-            weight_sum=total / s.scale, peak=peak / s.scale,
-        ))
-    return out

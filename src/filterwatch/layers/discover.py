@@ -85,6 +85,12 @@ class ConvLayer:
             k *= s
         return k
 
+    @property
+    def sharded(self) -> bool:
+        """Whether reading the kernel gathers it from shards (FSDP, DTensor): such kernels are
+        measured one at a time, while each is in hand."""
+        return self._fetch is not None or (self._tensor is not None and sharded.is_sharded(self._tensor))
+
     def kernel(self) -> torch.Tensor:
         """The detached weight in ``(C_out, C_in/groups, *kernel)`` layout (a view, no copy
         for ordinary convs; the whole tensor, all-gathered, for a sharded DTensor weight:
@@ -250,9 +256,12 @@ def discover_layers(
 
 
 def select_layers(source: nn.Module | Mapping[str, torch.Tensor], select: LayerSelection,
-                  what: str) -> list[ConvLayer]:
-    """The selected layers of ``source``; raises NoConvLayersError when there are none."""
-    everything = discover_layers(source, select=LayerSelection.everything(select.transposed))
+                  what: str, everything: list[ConvLayer] | None = None) -> list[ConvLayer]:
+    """The selected layers of ``source``; raises NoConvLayersError when there are none.
+    ``everything``: its layers as ``discover_layers(source, select=LayerSelection.everything(
+    select.transposed))`` lists them, when the caller has them already."""
+    if everything is None:
+        everything = discover_layers(source, select=LayerSelection.everything(select.transposed))
     if not everything:
         raise NoConvLayersError(
             f"`source` expected a model with conv layers, got {what} with none; "

@@ -85,9 +85,9 @@ def analyze(
                              input_size)
     name = describe_source(source)
     state = load_state_dict(source) if isinstance(source, str | Path) else source
-    layers = select_layers(state, selection, name)
-    settings: dict[str, object] = dict(selection.as_dict())
     everything = discover_layers(state, select=LayerSelection.everything(selection.transposed))
+    layers = select_layers(state, selection, name, everything)
+    settings: dict[str, object] = dict(selection.as_dict())
     pointwise = [layer.name for layer in everything if all(s == 1 for s in layer.kernel_size)
                  and not selection.accepts(layer.name, layer.kernel_size)]
     if pointwise:  # listed, so that "left out" is visible (VE is 0 for one-value kernels)

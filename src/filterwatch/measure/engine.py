@@ -1,11 +1,17 @@
 """The fused engine: every measure for every layer from one read of each kernel.
 
-Per layer, :func:`filterwatch.functional.stats.layer_stats_update` reads the kernel once,
-on its own device and in its own precision (fp16/bf16 as float32; ``precision="float64"``
-upcasts first), and keeps only small sufficient statistics; then the spectra of all layers
-with the same ``K`` go through one batched eigendecomposition and the numbers reach the host
-in one transfer. On CUDA with Triton installed the per-filter pass is one Triton kernel
-(:mod:`filterwatch.measure._triton_stats`, imported only then).
+Each kernel is read once, on its own device and in its own precision (fp16/bf16 as float32;
+``precision="float64"`` upcasts first); drift, spectral measures and ``on_kernel`` take what
+they need from that read. The statistics are then computed **batched by filter size**
+(:func:`filterwatch.functional.batched.group_stats_update`): the layers with the same ``K``
+go through one pass together, so a snapshot costs about the same number of tensor operations
+whatever its layer count. Two kinds of layer keep the one-layer-at-a-time pass
+(:func:`filterwatch.functional.stats.layer_stats_update`): sharded weights (one all-gather
+each, measured while in hand) and, on a CPU, layers of 8192 filters or more, whose cost is
+memory traffic that the per-layer pass keeps in cache (on CUDA with Triton installed its
+per-filter pass is one Triton kernel, :mod:`filterwatch.measure._triton_stats`). Every
+group's numbers reach the host in one transfer, followed by one batched ``K x K``
+eigendecomposition per group.
 
 The same functions, fed different statistics, serve ``FilterMetrics`` and the functional API.
 """
@@ -20,18 +26,13 @@ import torch
 
 from ..errors import InputError
 from ..functional import filter_matrix, scratch_memory
-from ..functional.entropy import normalized_entropy
+from ..functional.batched import group_stats_update
+from ..functional.entropy import _SMALL, normalized_entropy
+from ..functional.group_stats import GroupStats, LayerValues, group_values, stack_layer_stats
 from ..functional.init_match import init_bound_ratio, init_match
 from ..functional.orthogonality import orthogonality_compute
 from ..functional.sparsity import sparsity_compute
-from ..functional.stats import (
-    LayerStats,
-    LayerValues,
-    RowStats,
-    layer_stats_compute,
-    layer_stats_update,
-    row_stats,
-)
+from ..functional.stats import LayerStats, RowStats, layer_stats_update, row_stats
 from ..layers import ConvLayer
 from ..reference.compare import ReferencePlan
 from ..report import LayerReport
@@ -72,6 +73,31 @@ def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
         w = w.to(torch.float64)
     row_pass = row_stats if w.dtype == torch.float64 else _row_pass(filter_matrix(w))
     return layer_stats_update(w, eps, orthogonality=orthogonality, peak=peak, row_pass=row_pass)
+
+
+_BATCH_VALUES = 1 << 24  # kernel values measured together at most (64 MiB of float32)
+
+
+def _working(weight: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """The weight in the precision the statistics are computed in: float64 stays float64 (as
+    does everything with ``precision="float64"``), everything else is read as float32."""
+    w = weight.detach()
+    return w.to(torch.float64) if precision == "float64" or w.dtype == torch.float64 else w.to(torch.float32)
+
+
+def _batches(members: list[tuple[int, torch.Tensor]]) -> list[list[tuple[int, torch.Tensor]]]:
+    """Layers of one group split so that each batch holds at most ``_BATCH_VALUES`` values
+    (a batch is copied once into one padded matrix)."""
+    out: list[list[tuple[int, torch.Tensor]]] = [[]]
+    size = 0
+    for member in members:
+        numel = member[1].numel()
+        if out[-1] and size + numel > _BATCH_VALUES:
+            out.append([])
+            size = 0
+        out[-1].append(member)
+        size += numel
+    return out
 
 
 def _base(layer: ConvLayer) -> LayerReport:
@@ -116,27 +142,27 @@ def _fans(layer: ConvLayer) -> tuple[int, int]:
     return c_in_g * k, c_out * k
 
 
-def _set_init(r: LayerReport, layer: ConvLayer, s: LayerStats, v: LayerValues) -> None:
+def _set_init(r: LayerReport, layer: ConvLayer, v: LayerValues) -> None:
     """How the weights compare with a fresh initialisation (the evidence for "untrained")."""
     fan_in, fan_out = _fans(layer)
     r.init_bound_ratio = init_bound_ratio(v.peak, fan_in)
-    count = s.n * s.k
+    count = v.n * v.k
     init = init_match(count, fan_in, fan_out, v.weight_sum / count, v.weight_norm / math.sqrt(count),
                       v.peak)
     r.fresh_init = None if init is None else init.name
 
 
-def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
+def _report(layer: ConvLayer, v: LayerValues) -> LayerReport:
     r = _base(layer)
     r.nonfinite = v.nonfinite
     r.dead_channels, r.dead_channel_indices = len(v.dead_indices), v.dead_indices
     if v.nonfinite:
         _undefined(r, _NOT_FROM_NONFINITE, f"the weight holds {v.nonfinite} non-finite value(s) (NaN/Inf)")
         return r
-    r.sparsity, r.n_sparse = sparsity_compute(v.n_sparse, s.n), v.n_sparse
+    r.sparsity, r.n_sparse = sparsity_compute(v.n_sparse, v.n), v.n_sparse
     r.weight_norm, r.filter_l1_mean, r.filter_l2_mean = v.weight_norm, v.filter_l1_mean, v.filter_l2_mean
-    _set_init(r, layer, s, v)
-    _set_entropy(r, "variance_entropy", v.variance_entropy, s.n, s.k, "")
+    _set_init(r, layer, v)
+    _set_entropy(r, "variance_entropy", v.variance_entropy, v.n, v.k, "")
     if v.n_sparse == 0:  # nothing sparse: clean VE is VE, reasons included
         for src in ("variance_entropy", "variance_entropy_norm"):
             dst = src.replace("variance_entropy", "variance_entropy_clean")
@@ -144,22 +170,41 @@ def _report(layer: ConvLayer, s: LayerStats, v: LayerValues) -> LayerReport:
             if src in r.undefined:
                 r.undefined[dst] = r.undefined[src]
     else:
-        _set_entropy(r, "variance_entropy_clean", v.variance_entropy_clean, s.n - v.n_sparse, s.k,
+        _set_entropy(r, "variance_entropy_clean", v.variance_entropy_clean, v.n - v.n_sparse, v.k,
                      "after removing sparse filters: ")
-    if s.ortho_abs is None:
+    if v.ortho_abs is None:
         r.undefined["orthogonality"] = "not computed (orthogonality=False)"
-    elif s.c_out < 2:
-        r.undefined["orthogonality"] = (f"orthogonality is undefined for a layer with {s.c_out} output "
+    elif v.c_out < 2:
+        r.undefined["orthogonality"] = (f"orthogonality is undefined for a layer with {v.c_out} output "
                                         "filter (C_out = 1): there is no pair to compare")
     else:
-        r.orthogonality = orthogonality_compute(v.ortho_abs, s.c_out)
+        r.orthogonality = orthogonality_compute(v.ortho_abs, v.c_out)
     return r
 
 
 def reports_from_stats(layers: Sequence[ConvLayer], stats: Sequence[LayerStats]) -> list[LayerReport]:
-    """LayerReports from statistics (one batched eigendecomposition per kernel size)."""
-    values = layer_stats_compute(stats)
-    return [_report(layer, s, v) for layer, s, v in zip(layers, stats, values, strict=True)]
+    """LayerReports from per-layer statistics (one batched eigendecomposition per kernel size)."""
+    return reports_from_groups([(list(range(len(layers))), stats)], layers)
+
+
+def reports_from_groups(groups: Sequence[tuple[Sequence[int], GroupStats | Sequence[LayerStats]]],
+                        layers: Sequence[ConvLayer]) -> list[LayerReport]:
+    """LayerReports of ``layers`` from statistics gathered in groups: ``(positions, stats)``,
+    the stats batched (:class:`GroupStats`) or per layer; one host copy for all of them."""
+    flat: list[tuple[list[int], GroupStats]] = []
+    for positions, st in groups:
+        if isinstance(st, GroupStats):
+            flat.append((list(positions), st))
+            continue
+        by_k: dict[int, list[int]] = {}
+        for j, s in enumerate(st):
+            by_k.setdefault(s.k, []).append(j)
+        flat += [([positions[j] for j in js], stack_layer_stats([st[j] for j in js])) for js in by_k.values()]
+    out: dict[int, LayerReport] = {}
+    for (positions, _), values in zip(flat, group_values([g for _, g in flat]), strict=True):
+        for i, v in zip(positions, values, strict=True):
+            out[i] = _report(layers[i], v)
+    return [out[i] for i in sorted(out)]
 
 
 class KernelRead(NamedTuple):
@@ -190,14 +235,25 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
 
     Kernels are read one layer at a time (under sharding each read is one all-gather); a
     layer whose kernel cannot be read gets a report that says why."""
-    ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
-    stats, comparisons, spectra = [], {}, {}
+    stats: list[LayerStats] = []
+    one_by_one: list[int] = []
+    whole: dict[tuple[int, torch.dtype, torch.device, bool], list[tuple[int, torch.Tensor]]] = {}
+    comparisons, spectra = {}, {}
     with torch.no_grad(), scratch_memory():
         for i, layer in enumerate(layers):
             if not layer.unavailable:
                 weight = layer.kernel()
-                stats.append(layer_stats(weight, sparsity_eps, orthogonality=orthogonality,
-                                         precision=precision))
+                w = _working(weight, precision)
+                small = w.dtype == torch.float64 or layer.n_filters < _SMALL
+                if layer.sharded or (not small and w.device.type == "cpu"):
+                    # sharded: one all-gather each, measured while it is in hand; large on a
+                    # CPU: costed by memory traffic, not operations, and the per-layer pass
+                    # keeps its blocks in cache
+                    stats.append(layer_stats(weight, sparsity_eps, orthogonality=orthogonality,
+                                             precision=precision))
+                    one_by_one.append(i)
+                else:
+                    whole.setdefault((layer.kernel_numel, w.dtype, w.device, small), []).append((i, w))
                 if plan is not None:
                     comparisons[i] = plan.compare(i, weight)
                 if spectral is not None:
@@ -208,7 +264,13 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                 del weight
             if progress is not None:
                 progress(i + 1, len(layers), layer.name)
-        measured = reports_from_stats([layers[i] for i in ready], stats)
+        groups: list[tuple[Sequence[int], GroupStats | Sequence[LayerStats]]] = [(one_by_one, stats)]
+        for (_, _, _, small), members in whole.items():
+            for batch in _batches(members):
+                groups.append(([i for i, _ in batch], group_stats_update(
+                    [w for _, w in batch], sparsity_eps, orthogonality=orthogonality, small=small)))
+        measured = reports_from_groups(groups, layers)
+    ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
     out = [unavailable_report(layer) for layer in layers]
     for i, report in zip(ready, measured, strict=True):
         out[i] = report
