@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent('''
     by_name = {r.name: r for r in fused}
     assert by_name["copies"].variance_entropy < 1e-5
     assert by_name["nan"].nonfinite == 1
-    print("triton interpreter agrees on", len(fused.layers), "layers")
+    print("triton interpreter agrees on", len(fused), "layers")
 ''')
 
 
