@@ -1,7 +1,8 @@
 """Speed and peak memory of filterwatch against what users would otherwise run, in one run.
 
-Models: ResNet-18/50-, MobileNet- (3x3 depthwise) and ConvNeXt-T-shaped (7x7 depthwise) conv
-stacks built from plain nn.Conv2d (tests/models.py), random Kaiming init, float32.
+Models: ResNet-18/50-, MobileNet- (3x3 depthwise), MobileNetV2- (18 small 3x3 layers, 17
+depthwise) and ConvNeXt-T-shaped (7x7 depthwise) conv stacks built from plain nn.Conv2d
+(tests/models.py), random Kaiming init, float32.
 
 Measures ("paper"): sparsity, VE (raw, normalised, clean) and orthogonality of the 3x3
 nn.Conv2d layers (the layers torchconvquality measures; for ConvNeXt, which has none, every
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("resnet18", "resnet50", "mobilenet", "convnext")
+MODELS = ("resnet18", "resnet50", "mobilenet", "mobilenetv2", "convnext")
 METHODS = ("filterwatch", "filterwatch-ref", "torchconvquality", "numpy-naive", "weightwatcher",
            "filterwatch-drift", "filterwatch-drift-only", "numpy-drift")
 
@@ -52,7 +53,8 @@ def _model(name: str) -> Any:
 
     torch.manual_seed(0)
     build = {"resnet18": models.resnet18_like, "resnet50": models.resnet50_like,
-             "mobilenet": models.mobilenet_like, "convnext": models.convnext_like}[name]
+             "mobilenet": models.mobilenet_like, "mobilenetv2": models.mobilenetv2_like,
+             "convnext": models.convnext_like}[name]
     return build().eval()
 
 

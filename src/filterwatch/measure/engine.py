@@ -244,7 +244,7 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
             if not layer.unavailable:
                 weight = layer.kernel()
                 w = _working(weight, precision)
-                small = w.dtype == torch.float64 or layer.n_filters < _SMALL
+                small = layer.n_filters < _SMALL
                 if layer.sharded or (not small and w.device.type == "cpu"):
                     # sharded: one all-gather each, measured while it is in hand; large on a
                     # CPU: costed by memory traffic, not operations, and the per-layer pass
