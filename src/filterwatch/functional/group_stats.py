@@ -23,7 +23,8 @@ import torch
 from .entropy import _variance_entropy_compute
 from .stats import LayerStats
 
-__all__ = ["GroupStats", "LayerValues", "group_values", "layer_stats_compute", "stack_layer_stats"]
+__all__ = ["GroupStats", "LayerValues", "group_values", "layer_stats_compute", "stack_by_k",
+           "stack_layer_stats"]
 
 
 class GroupStats(NamedTuple):
@@ -154,14 +155,19 @@ def group_values(groups: Sequence[GroupStats]) -> list[list[LayerValues]]:
     return out
 
 
-def layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
-    """Every layer's numbers from per-layer statistics (stacked per filter size first)."""
+def stack_by_k(stats: Sequence[LayerStats]) -> list[tuple[list[int], GroupStats]]:
+    """Per-layer statistics stacked per filter size: ``(positions in stats, group)`` each."""
     by_k: dict[int, list[int]] = {}
     for i, s in enumerate(stats):
         by_k.setdefault(s.k, []).append(i)
-    groups = [stack_layer_stats([stats[i] for i in idx]) for idx in by_k.values()]
+    return [(idx, stack_layer_stats([stats[i] for i in idx])) for idx in by_k.values()]
+
+
+def layer_stats_compute(stats: Sequence[LayerStats]) -> list[LayerValues]:
+    """Every layer's numbers from per-layer statistics (stacked per filter size first)."""
+    stacked = stack_by_k(stats)
     out: list[LayerValues | None] = [None] * len(stats)
-    for idx, values in zip(by_k.values(), group_values(groups), strict=True):
+    for (idx, _), values in zip(stacked, group_values([g for _, g in stacked]), strict=True):
         for i, v in zip(idx, values, strict=True):
             out[i] = v
     return [v for v in out if v is not None]

@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..functional import filter_matrix, scratch_memory
 from ..functional.batched import group_stats_update
 from ..functional.entropy import _SMALL, normalized_entropy
-from ..functional.group_stats import GroupStats, LayerValues, group_values, stack_layer_stats
+from ..functional.group_stats import GroupStats, LayerValues, group_values, stack_by_k
 from ..functional.init_match import init_bound_ratio, init_match
 from ..functional.orthogonality import orthogonality_compute
 from ..functional.sparsity import sparsity_compute
@@ -68,9 +68,7 @@ def _row_pass(f: torch.Tensor) -> Callable[[torch.Tensor], RowStats]:
 def layer_stats(weight: torch.Tensor, eps: float, *, orthogonality: bool = True,
                 peak: torch.Tensor | None = None, precision: Precision = "float32") -> LayerStats:
     """Sufficient statistics of one ``(C_out, C_in/groups, *kernel)`` weight (one read)."""
-    w = weight.detach()
-    if precision == "float64":
-        w = w.to(torch.float64)
+    w = _working(weight, precision)
     row_pass = row_stats if w.dtype == torch.float64 else _row_pass(filter_matrix(w))
     return layer_stats_update(w, eps, orthogonality=orthogonality, peak=peak, row_pass=row_pass)
 
@@ -195,11 +193,8 @@ def reports_from_groups(groups: Sequence[tuple[Sequence[int], GroupStats | Seque
     for positions, st in groups:
         if isinstance(st, GroupStats):
             flat.append((list(positions), st))
-            continue
-        by_k: dict[int, list[int]] = {}
-        for j, s in enumerate(st):
-            by_k.setdefault(s.k, []).append(j)
-        flat += [([positions[j] for j in js], stack_layer_stats([st[j] for j in js])) for js in by_k.values()]
+        else:
+            flat += [([positions[j] for j in js], g) for js, g in stack_by_k(st)]
     out: dict[int, LayerReport] = {}
     for (positions, _), values in zip(flat, group_values([g for _, g in flat]), strict=True):
         for i, v in zip(positions, values, strict=True):
@@ -249,7 +244,7 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                     # sharded: one all-gather each, measured while it is in hand; large on a
                     # CPU: costed by memory traffic, not operations, and the per-layer pass
                     # keeps its blocks in cache
-                    stats.append(layer_stats(weight, sparsity_eps, orthogonality=orthogonality,
+                    stats.append(layer_stats(w, sparsity_eps, orthogonality=orthogonality,
                                              precision=precision))
                     one_by_one.append(i)
                 else:
