@@ -180,3 +180,21 @@ def test_operations_barely_grow_with_the_layer_count() -> None:
     """48 small layers of 6 shapes cost at most twice the tensor operations of 6."""
     few, many = _ops(6), _ops(48)
     assert many <= 2 * few, (few, many)
+
+
+def test_small_scratch_buffers_outlive_a_snapshot_and_large_ones_do_not() -> None:
+    """Snapshot after snapshot, the small layers' buffers are reused (no fresh pages to fault
+    in); a large buffer is freed when its block ends."""
+    from filterwatch.functional._scratch import _KEEP_BYTES, _SCRATCH, _scratch
+
+    cpu = torch.device("cpu")
+    with scratch_memory():
+        small = _scratch((64, 9), torch.float32, cpu, "test-small")
+        large = _scratch((_KEEP_BYTES // 4 + 1,), torch.float32, cpu, "test-large")
+        assert small is not None and large is not None
+    kept = set(_SCRATCH.buffers)
+    assert ("test-small", torch.float32) in kept and ("test-large", torch.float32) not in kept
+    with scratch_memory():
+        again = _scratch((64, 9), torch.float32, cpu, "test-small")
+        assert again is not None and again.data_ptr() == small.data_ptr()
+    assert _scratch((64, 9), torch.float32, cpu, "test-small") is None  # outside a block
