@@ -198,3 +198,20 @@ def test_small_scratch_buffers_outlive_a_snapshot_and_large_ones_do_not() -> Non
         again = _scratch((64, 9), torch.float32, cpu, "test-small")
         assert again is not None and again.data_ptr() == small.data_ptr()
     assert _scratch((64, 9), torch.float32, cpu, "test-small") is None  # outside a block
+
+
+def test_engine_batched_equals_per_layer_on_other_layouts() -> None:
+    """Transposed, grouped, 1-D and 3-D convs, channels-last and half-precision weights."""
+    torch.manual_seed(1)
+    net = nn.ModuleList([nn.ConvTranspose2d(16, 24, 3, groups=2), nn.Conv2d(32, 32, 3, groups=4),
+                         nn.Conv1d(8, 16, 5), nn.Conv3d(4, 8, 3), nn.Conv2d(16, 16, 3).half(),
+                         nn.Conv2d(16, 32, 3).to(memory_format=torch.channels_last),
+                         nn.Conv2d(16, 8, 3).to(torch.bfloat16)])
+    layers = discover_layers(net)
+    batched = measure_layers(layers)
+    per_layer = reports_from_stats(layers, [layer_stats_update(layer.kernel(), 0.01) for layer in layers])
+    assert len(batched) == 7
+    for a, b in zip(batched, per_layer, strict=True):
+        for key in ("sparsity", "variance_entropy", "variance_entropy_clean", "orthogonality",
+                    "weight_norm", "filter_l1_mean", "filter_l2_mean", "dead_channels"):
+            assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-6, abs=1e-6), (a.name, key)

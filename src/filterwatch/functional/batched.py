@@ -163,7 +163,7 @@ def _orthogonality(weights: Sequence[torch.Tensor], scale: torch.Tensor, rescale
                 parts.append(_orthogonality_update(rows).reshape(1))
                 order.append(i)
             continue
-        rows = torch.stack([weights[i] for i in idx]).view(len(idx), c, d)
+        rows = torch.stack([weights[i] for i in idx]).reshape(len(idx), c, d)  # any memory format
         if rescale:
             rows = rows * scale[idx].to(rows.dtype)[:, None, None]
         parts.append(_orthogonality_update_batched(rows))
