@@ -14,7 +14,8 @@ non-1x1 layer). Methods:
   weightwatcher        weightwatcher.WeightWatcher().analyze(), only when installed
 Drift (layer by layer, reference = the model, current = a perturbed copy):
   filterwatch-drift    drift_basis + drift (torch): build the reference and compare
-  filterwatch-drift-only  drift against a reference built beforehand (what the monitor does)
+  filterwatch-drift-only  drift against a reference built beforehand, as the monitor does it:
+                       layers under 8192 filters in one batch (drift_many), larger ones alone
   numpy-drift          sklearn PCA + np.histogram + the KL sum, as in a notebook
 
 Every method runs in its own subprocess (so peak RSS is its own); time is the median of
@@ -119,6 +120,7 @@ def _job(model_name: str, method: str) -> Callable[[], Any] | None:
 
     import filterwatch
     from filterwatch.functional import drift, drift_basis, scratch_memory
+    from filterwatch.functional.drift_many import drift_many
 
     model = _model(model_name)
     ks = _kernel_sizes(model_name)
@@ -155,12 +157,15 @@ def _job(model_name: str, method: str) -> Callable[[], Any] | None:
                 return sum(drift(c, drift_basis(r)).value for r, c in pairs_t)
 
         return build_and_drift
-    if method == "filterwatch-drift-only":  # the monitor's case: the reference is built once
-        bases = [drift_basis(r) for r, _ in pairs_t]  # and a snapshot's layers share buffers
+    if method == "filterwatch-drift-only":  # the monitor's case: the reference is built once,
+        bases = [drift_basis(r) for r, _ in pairs_t]  # small layers are compared in one batch
+        currents = [c for _, c in pairs_t]  # (drift_many), large ones one by one (drift)
 
         def drift_only() -> float:
             with scratch_memory():
-                return sum(drift(c, b).value for (_, c), b in zip(pairs_t, bases, strict=True))
+                batch = drift_many(currents, bases)
+                return sum((r if r is not None else drift(c, b)).value
+                           for r, c, b in zip(batch, currents, bases, strict=True))
 
         return drift_only
     pairs_n = [(r.double().numpy(), c.double().numpy()) for r, c in pairs_t]

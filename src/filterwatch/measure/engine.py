@@ -34,7 +34,7 @@ from ..functional.orthogonality import orthogonality_compute
 from ..functional.sparsity import sparsity_compute
 from ..functional.stats import LayerStats, RowStats, layer_stats_update, row_stats
 from ..layers import ConvLayer
-from ..reference.compare import ReferencePlan
+from ..reference.compare import Comparison, ReferencePlan
 from ..report import LayerReport
 from ..report.registry import select
 from ._triton_stats import triton_row_stats, triton_usable
@@ -202,6 +202,10 @@ def reports_from_groups(groups: Sequence[tuple[Sequence[int], GroupStats | Seque
     return [out[i] for i in sorted(out)]
 
 
+def _counts(comparisons: dict[int, Comparison], i: int) -> torch.Tensor | None:
+    return comparisons[i].counts if i in comparisons else None
+
+
 class KernelRead(NamedTuple):
     """One layer's kernel as a snapshot read it, handed to ``on_kernel`` while it is in hand.
 
@@ -232,8 +236,10 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
     layer whose kernel cannot be read gets a report that says why."""
     stats: list[LayerStats] = []
     one_by_one: list[int] = []
+    held: list[tuple[int, torch.Tensor]] = []  # whole kernels: views of the model's weights
     whole: dict[tuple[int, torch.dtype, torch.device, bool], list[tuple[int, torch.Tensor]]] = {}
-    comparisons, spectra = {}, {}
+    comparisons: dict[int, Comparison] = {}
+    spectra = {}
     with torch.no_grad(), scratch_memory():
         for i, layer in enumerate(layers):
             if not layer.unavailable:
@@ -247,18 +253,23 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                     stats.append(layer_stats(w, sparsity_eps, orthogonality=orthogonality,
                                              precision=precision))
                     one_by_one.append(i)
-                else:
+                    if plan is not None:
+                        comparisons[i] = plan.compare(i, weight)
+                    if on_kernel is not None:
+                        on_kernel(KernelRead(i, layer, weight, _counts(comparisons, i)))
+                else:  # compared, and handed to on_kernel, with the others of its kind below
                     whole.setdefault((layer.kernel_numel, w.dtype, w.device, small), []).append((i, w))
-                if plan is not None:
-                    comparisons[i] = plan.compare(i, weight)
+                    held.append((i, weight))
                 if spectral is not None:
                     spectra[i] = spectral_values(weight, layer.groups or 1, spectral.input_size)
-                if on_kernel is not None:
-                    counts = comparisons[i].counts if i in comparisons else None
-                    on_kernel(KernelRead(i, layer, weight, counts))
                 del weight
             if progress is not None:
                 progress(i + 1, len(layers), layer.name)
+        if plan is not None:
+            comparisons.update(plan.compare_many(held))
+        if on_kernel is not None:
+            for i, weight in held:
+                on_kernel(KernelRead(i, layers[i], weight, _counts(comparisons, i)))
         groups: list[tuple[Sequence[int], GroupStats | Sequence[LayerStats]]] = [(one_by_one, stats)]
         for (_, _, _, small), members in whole.items():
             for batch in _batches(members):

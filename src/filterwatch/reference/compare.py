@@ -15,7 +15,8 @@ from typing import NamedTuple
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ..functional.drift import drift
+from ..functional.drift import DriftResult, drift
+from ..functional.drift_many import drift_many
 from ..functional.norms import relative_change
 from ..layers import ConvLayer, format_kernel_size
 from ..report import LayerReport
@@ -104,9 +105,22 @@ class ReferencePlan:
             return _Target(None, ref_name, why, change)
         return _Target(group, ref_name)
 
-    def compare(self, index: int, weight: torch.Tensor | None) -> Comparison:
+    def compare_many(self, items: Sequence[tuple[int, torch.Tensor]]) -> dict[int, Comparison]:
+        """:meth:`compare` of many layers at once: the drift of the layers with a reference
+        group goes through :func:`~filterwatch.functional.drift_many` (one batch per filter
+        size, dtype and device: a snapshot's cost then barely grows with its layer count);
+        the Comparisons are those :meth:`compare` gives."""
+        batch = [(i, weight) for i, weight in items
+                 if self.targets[i].group is not None and not self.targets[i].change_reason]
+        bases = [self.targets[i].group.basis for i, _ in batch]  # type: ignore[union-attr]
+        known = dict(zip((i for i, _ in batch), drift_many([w for _, w in batch], bases), strict=True))
+        return {i: self.compare(i, weight, known.get(i)) for i, weight in items}
+
+    def compare(self, index: int, weight: torch.Tensor | None, known: DriftResult | None = None
+                ) -> Comparison:
         """Drift and relative change of layer ``index``, whose kernel ``weight`` was read
-        (``None``: not read, e.g. a lazy layer; the comparison then says why)."""
+        (``None``: not read, e.g. a lazy layer; the comparison then says why); ``known``: its
+        drift, already measured (:meth:`compare_many`)."""
         target = self.targets[index]
         if weight is None or target.change_reason:
             return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
@@ -115,7 +129,7 @@ class ReferencePlan:
             out["drift_reason"] = target.drift_reason
         else:
             try:
-                result = drift(weight, target.group.basis)
+                result = known if known is not None else drift(weight, target.group.basis)
                 n = int(weight.shape[0] * weight.shape[1])
                 out.update(drift=result.value, components=result.components.tolist(),
                            counts=result.counts, noise=self.reference.noise_floor(target.group.key, n))

@@ -1,0 +1,176 @@
+"""Drift of many filter sets of one filter size against their references, in one pass.
+
+:func:`drift_many` gives, for every set that it takes, exactly what :func:`~filterwatch.functional.drift`
+gives (the same counts: those of float64 arithmetic), with a number of tensor operations that
+does not grow with the number of sets. The sets are concatenated in the padded layout of
+:mod:`filterwatch.functional.batched` (pad rows repeat a set's first filter and are counted in
+a bin that is dropped); each chunk's bin positions come from its own set's basis in one
+batched product; positions within round-off of a bin edge are recomputed in float64 with their
+set's frame; one ``bincount`` counts every set. A set with NaN/Inf, with values near the ends
+of the float range or with a filter so small that its peak needs rescaling, a reference whose
+float32 round-off is too coarse, and on a CPU a set of 8192 filters or more (drift() keeps
+its passes in the cache: batching ResNet-50's layers took 164 ms instead of 55) are left to
+:func:`~filterwatch.functional.drift` (``None`` in their place), which says why or handles it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ._binning import _FLOAT64_BELOW, _ROUNDOFF_FACTOR, _row_peaks
+from ._filters import _SAFE_EXPONENT, filter_matrix
+from .batched import _layout
+from .drift import DriftBasis, DriftResult, _symmetric_kl
+
+__all__ = ["drift_many"]
+
+_CHUNK = 256  # filters per chunk: the padding a small set pays, against the product's size
+_TINY = 2.0**-64  # a filter peak below this is rescaled by drift(): left to it
+_LARGE = 8192  # filters: on a CPU a set this large is left to drift() (see _large_on_cpu)
+
+
+def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per set: basis ``(L, K, K)`` and offset ``(L, K)`` in float64, bins per unit of
+    coefficient ``(L,)``, and the round-off bound of a position computed in ``dtype``."""
+    basis = torch.stack([r.basis.to(device, torch.float64) for r in refs])
+    mean = torch.stack([r.mean.to(device, torch.float64) for r in refs])
+    lo = torch.tensor([r.lo for r in refs], dtype=torch.float64, device=device)
+    hi = torch.tensor([r.hi for r in refs], dtype=torch.float64, device=device)
+    bins = int(refs[0].hist.shape[1])
+    scale = bins / (hi - lo)
+    offset = -((basis @ mean[:, :, None])[:, :, 0] + lo[:, None]) * scale[:, None]
+    k = int(basis.shape[1])
+    magnitude = scale * basis.abs().sum(dim=2).amax(dim=1) + offset.abs().amax(dim=1)
+    tol = _ROUNDOFF_FACTOR * (k + 2) * torch.finfo(dtype).eps * magnitude
+    return basis, offset, scale, tol
+
+
+def _usable(f: torch.Tensor, peak: torch.Tensor, owner: torch.Tensor, size: int, tol: torch.Tensor
+            ) -> list[bool]:
+    """Which sets the batch can take (read on the host: drift is not in a captured part)."""
+
+    def per_set(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(size, dtype=torch.float64, device=f.device)
+        return out.index_add_(0, owner, x.to(torch.float64))
+
+    worst = torch.zeros(size, dtype=torch.float64, device=f.device).scatter_reduce_(
+        0, owner, torch.nan_to_num(peak.to(torch.float64), nan=0.0, posinf=0.0), "amax")
+    bad = per_set(~torch.isfinite(peak)) + per_set((peak > 0) & (peak < _TINY))
+    exponent = torch.frexp(worst).exponent
+    ok = (bad == 0) & ((exponent.abs() <= _SAFE_EXPONENT) | (worst == 0)) & (tol < _FLOAT64_BELOW)
+    return [bool(x) for x in ok.tolist()]
+
+
+def _large_on_cpu(f: torch.Tensor) -> bool:
+    """A set that drift() measures faster alone: on a CPU its passes stay in the cache."""
+    return f.device.type == "cpu" and int(f.shape[0]) >= _LARGE
+
+
+def _subset(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis], keep: list[int]
+            ) -> list[DriftResult | None]:
+    """The batch of the sets ``keep``; ``None`` for the others."""
+    out: list[DriftResult | None] = [None] * len(filters)
+    if keep:
+        results = _batch([filters[i] for i in keep], [references[i] for i in keep])
+        for i, r in zip(keep, results, strict=True):
+            out[i] = r
+    return out
+
+
+def _positions_of(rows: torch.Tensor, chunk: int, k: int) -> torch.Tensor:
+    """Where the K values of filters ``rows`` sit in the flat ``(chunks, K, chunk)`` layout,
+    filter by filter (``(len(rows) * K,)``)."""
+    at = (rows // chunk) * (k * chunk) + rows % chunk
+    return (at[:, None] + torch.arange(k, device=rows.device)[None, :] * chunk).reshape(-1)
+
+
+def drift_many(currents: Sequence[torch.Tensor], references: Sequence[DriftBasis]
+               ) -> list[DriftResult | None]:
+    """Drift of each ``currents[i]`` (a conv weight or an ``(n, K)`` filter matrix) from
+    ``references[i]``, the sets of each filter size, dtype and device in one batch; ``None``
+    where :func:`~filterwatch.functional.drift` must take that set (see the module's text).
+
+    Example:
+        >>> import torch
+        >>> from filterwatch.functional import drift, drift_basis
+        >>> _ = torch.manual_seed(0)
+        >>> ws = [torch.randn(64, 16, 3, 3), torch.randn(8, 1, 3, 3), torch.randn(8, 4, 5, 5)]
+        >>> refs = [drift_basis(w) for w in ws]
+        >>> moved = [w + 0.3 * torch.randn_like(w) for w in ws]
+        >>> [abs(a.value - drift(w, r).value) < 1e-9 for a, w, r in zip(drift_many(moved, refs), moved, refs)]
+        [True, True, True]
+    """
+    # what drift() would refuse (not a float tensor, no values, on the meta device) is left to it
+    plain = [isinstance(w, torch.Tensor) and w.is_floating_point() and w.numel() > 0 and w.ndim >= 2
+             and not w.is_meta for w in currents]
+    filters = [filter_matrix(w if w.ndim > 2 else w.unsqueeze(1)).detach() if ok else torch.empty(0, 0)
+               for w, ok in zip(currents, plain, strict=True)]
+    filters = [f if f.dtype == torch.float64 else f.to(torch.float32) for f in filters]
+    kinds: dict[tuple[object, ...], list[int]] = {}
+    for i, (f, ref, ok) in enumerate(zip(filters, references, plain, strict=True)):
+        if ok and not _large_on_cpu(f) and int(ref.basis.shape[0]) == int(f.shape[1]):
+            kinds.setdefault((int(f.shape[1]), f.dtype, f.device, int(ref.hist.shape[1])), []).append(i)
+    out: list[DriftResult | None] = [None] * len(filters)
+    for members in kinds.values():
+        for i, r in zip(members, _batch([filters[i] for i in members], [references[i] for i in members]),
+                        strict=True):
+            out[i] = r
+    return out
+
+
+def _batch(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis]) -> list[DriftResult | None]:
+    """:func:`drift_many` of ``(n, K)`` filter matrices of one K, dtype, device and bin count."""
+    dtype, k, dev, size = filters[0].dtype, int(filters[0].shape[1]), filters[0].device, len(filters)
+    layout = _layout(tuple((int(f.shape[0]), 1) for f in filters), k, _CHUNK, dtype, dev)
+    pieces: list[torch.Tensor] = []
+    for f, pad in zip(filters, layout.pads, strict=True):
+        pieces += [f] if pad is None else [f, pad]
+    f = torch.cat(pieces)
+    if layout.pad_rows.numel():
+        f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
+    peak = _row_peaks(f)
+    basis, offset, scale, tol = _frames(references, dtype, dev)
+    usable = _usable(f, peak, layout.owner, size, tol)
+    if not all(usable):
+        return _subset(filters, references, [i for i, ok in enumerate(usable) if ok])
+    bins = int(references[0].hist.shape[1])
+    chunk_of = layout.chunk_seg
+    # positions (chunks, K, chunk) = (B f) · s / peak + c, as drift() computes them
+    y = torch.bmm(basis.to(dtype).index_select(0, chunk_of), f.view(-1, layout.chunk, k).transpose(1, 2))
+    inv = torch.where(peak == 0, torch.ones_like(peak), peak).reciprocal_()
+    inv.mul_(scale.to(dtype).index_select(0, layout.owner))
+    y.mul_(inv.view(-1, 1, layout.chunk)).add_(offset.to(dtype).index_select(0, chunk_of)[:, :, None])
+    near = None
+    if dtype != torch.float64:  # positions within round-off of an edge: float64 below
+        dist = torch.round(y).sub_(y).abs_().amin(dim=1).view(-1)
+        close = dist < tol.to(dtype).index_select(0, layout.owner)
+        close.index_fill_(0, layout.pad_rows, False)
+        near = close.nonzero().flatten()
+    y.clamp_(0, bins - 1)
+    idx = y.to(torch.int32)
+    base = (chunk_of[:, None] * k + torch.arange(k, device=dev)[None, :]) * bins  # (chunks, K)
+    idx += base.to(torch.int32)[:, :, None]  # each set's and component's own bins
+    flat = idx.view(-1)
+    if near is not None and near.numel():
+        who = layout.owner.index_select(0, near)
+        p = peak.index_select(0, near).to(torch.float64)
+        p = torch.where(p == 0, torch.ones_like(p), p)
+        rows = f.index_select(0, near).to(torch.float64)
+        # rows come set after set: one product with each set's own basis
+        per_set = torch.bincount(who, minlength=size).tolist()
+        exact = torch.cat([rows_i @ basis[i].T for i, rows_i in enumerate(torch.split(rows, per_set))
+                           if per_set[i]])
+        exact = exact * (scale.index_select(0, who) / p)[:, None] + offset.index_select(0, who)
+        keys = exact.floor_().clamp_(0, bins - 1) + (who[:, None] * k + torch.arange(k, device=dev)) * bins
+        flat.index_copy_(0, _positions_of(near, layout.chunk, k), keys.reshape(-1).to(torch.int32))
+    flat.index_fill_(0, _positions_of(layout.pad_rows, layout.chunk, k), size * k * bins)  # dropped
+    counts = torch.bincount(flat, minlength=(size * k + 1) * bins)
+    counts = counts[: size * k * bins].view(size, k, bins).to(torch.float64)
+    ref = torch.stack([r.hist.to(dev, torch.float64) for r in references])
+    explained = torch.stack([r.explained.to(dev, torch.float64) for r in references])
+    components = explained * _symmetric_kl(ref, counts)
+    values = components.sum(dim=1).tolist()
+    return [DriftResult(v, components[i], counts[i]) for i, v in enumerate(values)]
