@@ -6,8 +6,9 @@ Counts every aten operation dispatched while one snapshot's statistics are measu
 channels, NaN/Inf, init evidence), with a ``TorchDispatchMode``; counts are exact and the same
 on any machine. Models: 6 shapes of small 3x3 layers (64-64, 32-32, 32 and 96 depthwise, 64-32,
 16-16) repeated 1 and 8 times (6 and 48 layers), and the same with two large shapes (128-128,
-256-128: 8192 filters or more, which keep the per-layer pass on a CPU). Run from the
-repository root:
+256-128: 8192 filters or more, which keep the per-layer pass on a CPU), and the small ones with
+a reference built from them (drift and relative change, as a monitor's snapshot has them).
+Run from the repository root:
 
   .venv/bin/python benchmarks/bench_ops.py
 """
@@ -26,6 +27,7 @@ from filterwatch.functional.stats import layer_stats_update
 from filterwatch.layers import ConvLayer, discover_layers
 from filterwatch.measure.engine import reports_from_stats
 from filterwatch.measure.options import MeasureOptions
+from filterwatch.reference import Reference, ReferencePlan
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ((64, 64, 1), (32, 32, 1), (32, 32, 32), (96, 96, 96), (64, 32, 1), (16, 16, 1))
@@ -58,6 +60,27 @@ def _per_layer(layers: list[ConvLayer]) -> Any:
         return reports_from_stats(layers, [layer_stats_update(layer.kernel(), 0.01) for layer in layers])
 
 
+def _reference(layers: list[ConvLayer]) -> Reference:
+    return Reference.build({f"{layer.name}.weight": layer.kernel() for layer in layers})
+
+
+def _batched_drift(layers: list[ConvLayer]) -> Any:
+    """The engine with a reference (drift and relative change): the monitor's snapshot."""
+    return MeasureOptions(reference=_REFERENCES[id(layers)]).run(layers)
+
+
+def _per_layer_drift(layers: list[ConvLayer]) -> Any:
+    plan = ReferencePlan(layers, _REFERENCES[id(layers)])
+    with torch.no_grad():
+        reports = _per_layer(layers)
+        for i, (layer, report) in enumerate(zip(layers, reports, strict=True)):
+            plan.apply(report, plan.compare(i, layer.kernel()))
+    return reports
+
+
+_REFERENCES: dict[int, Reference] = {}
+
+
 def _ops(run: Any, layers: list[ConvLayer]) -> int:
     run(layers)  # layouts and caches are made once per set of shapes
     with _Count() as count:
@@ -70,9 +93,13 @@ def main() -> None:
              f"{time.strftime('%Y-%m-%d')}.", "",
              "| layers | batched (the engine) | one layer at a time | 48 / 6 batched | 48 / 6 per layer |",
              "|---|---:|---:|---:|---:|"]
-    for name, shapes in (("small", SMALL), ("with 2 large shapes", MIXED)):
-        counts = {(r, how): _ops(run, _layers(shapes, r)) for r in (1, 8)
-                  for how, run in (("batched", _batched), ("per_layer", _per_layer))}
+    cases = (("small", SMALL, _batched, _per_layer), ("with 2 large shapes", MIXED, _batched, _per_layer),
+             ("small, with drift", SMALL, _batched_drift, _per_layer_drift))
+    for name, shapes, batched, per_layer in cases:
+        sets = {r: _layers(shapes, r) for r in (1, 8)}
+        _REFERENCES.update({id(ls): _reference(ls) for ls in sets.values()})
+        counts = {(r, how): _ops(run, sets[r]) for r in (1, 8)
+                  for how, run in (("batched", batched), ("per_layer", per_layer))}
         growth = {how: f"{counts[8, how] / counts[1, how]:.2f}x" for how in ("batched", "per_layer")}
         for r in (1, 8):
             last = r == 8
