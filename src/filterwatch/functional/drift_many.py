@@ -15,11 +15,12 @@ its passes in the cache: batching ResNet-50's layers took 164 ms instead of 55) 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 
-from ._binning import _FLOAT64_BELOW, _ROUNDOFF_FACTOR, _row_peaks
+from ._binning import _FLOAT64_BELOW, Frame, _exact_positions, _roundoff, _row_peaks
 from ._filters import _SAFE_EXPONENT, filter_matrix
 from .batched import _layout
 from .drift import DriftBasis, DriftResult, _symmetric_kl
@@ -31,21 +32,41 @@ _TINY = 2.0**-64  # a filter peak below this is rescaled by drift(): left to it
 _LARGE = 8192  # filters: on a CPU a set this large is left to drift() (see _large_on_cpu)
 
 
+# Each reference's Frame and round-off bound, made set by set exactly as drift() makes them;
+# kept for the references seen last (a monitor compares with the same ones every snapshot).
+# The value holds the reference itself, so its id cannot be reused while the entry lives.
+_Made = tuple[DriftBasis, Frame, torch.Tensor, float]  # the reference, its frame, offsets, round-off
+_FRAMES: OrderedDict[tuple[int, torch.dtype, torch.device], _Made] = OrderedDict()
+_FRAMES_KEPT = 1024
+
+
+def _frame(ref: DriftBasis, dtype: torch.dtype, device: torch.device) -> _Made:
+    key = (id(ref), dtype, device)
+    hit = _FRAMES.get(key)
+    if hit is not None and hit[0] is ref:
+        _FRAMES.move_to_end(key)
+        return hit
+    frame = Frame(ref.mean.to(device, torch.float64), ref.basis.to(device, torch.float64), ref.lo, ref.hi,
+                  int(ref.hist.shape[1]))
+    made = _FRAMES[key] = (ref, frame, frame.offset, _roundoff(dtype, frame))
+    while len(_FRAMES) > _FRAMES_KEPT:
+        _FRAMES.popitem(last=False)
+    return made
+
+
 def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per set: basis ``(L, K, K)`` and offset ``(L, K)`` in float64, bins per unit of
-    coefficient ``(L,)``, and the round-off bound of a position computed in ``dtype``."""
-    basis = torch.stack([r.basis.to(device, torch.float64) for r in refs])
-    mean = torch.stack([r.mean.to(device, torch.float64) for r in refs])
-    lo = torch.tensor([r.lo for r in refs], dtype=torch.float64, device=device)
-    hi = torch.tensor([r.hi for r in refs], dtype=torch.float64, device=device)
-    bins = int(refs[0].hist.shape[1])
-    scale = bins / (hi - lo)
-    offset = -((basis @ mean[:, :, None])[:, :, 0] + lo[:, None]) * scale[:, None]
-    k = int(basis.shape[1])
-    magnitude = scale * basis.abs().sum(dim=2).amax(dim=1) + offset.abs().amax(dim=1)
-    tol = _ROUNDOFF_FACTOR * (k + 2) * torch.finfo(dtype).eps * magnitude
-    return basis, offset, scale, tol
+            ) -> tuple[list[Frame], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each set's :class:`Frame` as drift() makes it (offsets and round-off bound computed
+    set by set: drift()'s to the last bit, which decides a position exactly on a bin edge)
+    and, stacked: basis ``(L, K, K)`` and offset ``(L, K)`` in float64, bins per unit ``(L,)``,
+    round-off bounds ``(L,)``."""
+    made = [_frame(r, dtype, device) for r in refs]
+    frames = [m[1] for m in made]
+    basis = torch.stack([fr.basis for fr in frames])
+    offset = torch.stack([m[2] for m in made])
+    scale = torch.tensor([fr.scale for fr in frames], dtype=torch.float64, device=device)
+    tol = torch.tensor([m[3] for m in made], dtype=torch.float64, device=device)
+    return frames, basis, offset, scale, tol
 
 
 def _usable(f: torch.Tensor, peak: torch.Tensor, owner: torch.Tensor, size: int, tol: torch.Tensor
@@ -132,7 +153,7 @@ def _batch(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis]) ->
     if layout.pad_rows.numel():
         f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
     peak = _row_peaks(f)
-    basis, offset, scale, tol = _frames(references, dtype, dev)
+    frames, basis, offset, scale, tol = _frames(references, dtype, dev)
     usable = _usable(f, peak, layout.owner, size, tol)
     if not all(usable):
         return _subset(filters, references, [i for i, ok in enumerate(usable) if ok])
@@ -156,14 +177,11 @@ def _batch(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis]) ->
     flat = idx.view(-1)
     if near is not None and near.numel():
         who = layout.owner.index_select(0, near)
-        p = peak.index_select(0, near).to(torch.float64)
-        p = torch.where(p == 0, torch.ones_like(p), p)
-        rows = f.index_select(0, near).to(torch.float64)
-        # rows come set after set: one product with each set's own basis
+        # rows come set after set: recomputed as drift() does, with each set's own frame
         per_set = torch.bincount(who, minlength=size).tolist()
-        exact = torch.cat([rows_i @ basis[i].T for i, rows_i in enumerate(torch.split(rows, per_set))
-                           if per_set[i]])
-        exact = exact * (scale.index_select(0, who) / p)[:, None] + offset.index_select(0, who)
+        parts = zip(torch.split(f.index_select(0, near), per_set),
+                    torch.split(peak.index_select(0, near), per_set), frames, strict=True)
+        exact = torch.cat([_exact_positions(rows, p, frame).T for rows, p, frame in parts if rows.numel()])
         keys = exact.floor_().clamp_(0, bins - 1) + (who[:, None] * k + torch.arange(k, device=dev)) * bins
         flat.index_copy_(0, _positions_of(near, layout.chunk, k), keys.reshape(-1).to(torch.int32))
     flat.index_fill_(0, _positions_of(layout.pad_rows, layout.chunk, k), size * k * bins)  # dropped
