@@ -22,7 +22,7 @@ import torch
 
 from ._binning import _FLOAT64_BELOW, Frame, _exact_positions, _roundoff, _row_peaks
 from ._filters import _SAFE_EXPONENT, filter_matrix
-from .batched import _layout
+from .batched import _layout, _segment_sums
 from .drift import DriftBasis, DriftResult, _symmetric_kl
 
 __all__ = ["drift_many"]
@@ -72,14 +72,9 @@ def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device
 def _usable(f: torch.Tensor, peak: torch.Tensor, owner: torch.Tensor, size: int, tol: torch.Tensor
             ) -> list[bool]:
     """Which sets the batch can take (read on the host: drift is not in a captured part)."""
-
-    def per_set(x: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(size, dtype=torch.float64, device=f.device)
-        return out.index_add_(0, owner, x.to(torch.float64))
-
     worst = torch.zeros(size, dtype=torch.float64, device=f.device).scatter_reduce_(
         0, owner, torch.nan_to_num(peak.to(torch.float64), nan=0.0, posinf=0.0), "amax")
-    bad = per_set(~torch.isfinite(peak)) + per_set((peak > 0) & (peak < _TINY))
+    bad = _segment_sums(~torch.isfinite(peak) | ((peak > 0) & (peak < _TINY)), owner, size)
     exponent = torch.frexp(worst).exponent
     ok = (bad == 0) & ((exponent.abs() <= _SAFE_EXPONENT) | (worst == 0)) & (tol < _FLOAT64_BELOW)
     return [bool(x) for x in ok.tolist()]

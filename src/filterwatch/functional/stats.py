@@ -32,7 +32,7 @@ from .norms import _dead_channels_update, _nonfinite_update
 from .orthogonality import _orthogonality_update
 from .sparsity import _sparsity_update
 
-__all__ = ["LayerStats", "RowStats"]
+__all__ = ["LayerStats", "RowStats", "working_precision"]
 
 
 class RowStats(NamedTuple):
@@ -118,7 +118,7 @@ def row_stats(f: torch.Tensor) -> RowStats:
                     s1=s1, s2=s2)
 
 
-def _working_precision(weight: torch.Tensor) -> torch.Tensor:
+def working_precision(weight: torch.Tensor) -> torch.Tensor:
     """float64 stays float64; everything else is read as float32 (a view for float32)."""
     w = weight.detach()
     return w if w.dtype == torch.float64 else w.to(torch.float32)
@@ -137,7 +137,7 @@ def layer_stats_update(
     ``peak`` overrides the local max (sharded weights pass the all-reduced global peak, so
     the sparse threshold is the global one). Weights from about 1e-30 to 1e30 (float32) or
     near 1e200 (float64) are scaled by a power of two before any product (``scale``)."""
-    w = _working_precision(weight)
+    w = working_precision(weight)
     f = filter_matrix(w)
     rows = row_pass(f)
     scale = _safe_scale(float(rows.row_peak.max()))

@@ -32,7 +32,7 @@ from ..functional.group_stats import GroupStats, LayerValues, group_values, stac
 from ..functional.init_match import init_bound_ratio, init_match
 from ..functional.orthogonality import orthogonality_compute
 from ..functional.sparsity import sparsity_compute
-from ..functional.stats import LayerStats, RowStats, layer_stats_update, row_stats
+from ..functional.stats import LayerStats, RowStats, layer_stats_update, row_stats, working_precision
 from ..layers import ConvLayer
 from ..reference.compare import Comparison, ReferencePlan
 from ..report import LayerReport
@@ -77,10 +77,10 @@ _BATCH_VALUES = 1 << 24  # kernel values measured together at most (64 MiB of fl
 
 
 def _working(weight: torch.Tensor, precision: Precision) -> torch.Tensor:
-    """The weight in the precision the statistics are computed in: float64 stays float64 (as
-    does everything with ``precision="float64"``), everything else is read as float32."""
-    w = weight.detach()
-    return w.to(torch.float64) if precision == "float64" or w.dtype == torch.float64 else w.to(torch.float32)
+    """The weight in the precision the statistics are computed in: its working precision
+    (:func:`~filterwatch.functional.stats.working_precision`), float64 throughout with
+    ``precision="float64"``."""
+    return working_precision(weight.to(torch.float64) if precision == "float64" else weight)
 
 
 def _batches(members: list[tuple[int, torch.Tensor]]) -> list[list[tuple[int, torch.Tensor]]]:
