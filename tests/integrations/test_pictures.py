@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -10,36 +11,56 @@ import torch
 from torch import nn
 
 from filterwatch import analyze
-from filterwatch.integrations.figures import filter_grid, health_cmap, heatmap_figure, pc1_figure
+from filterwatch.integrations.figures import filter_grid
+from filterwatch.integrations.raster import Picture, health_colours, heatmap_picture, pc1_picture
 from filterwatch.report import to_table
 from filterwatch.report.registry import get
 from tests.conftest import small_cnn
 from tests.golden_helpers import _run
 
 
+def _pixel(picture: Picture, box: str, fx: float, fy: float) -> list[int]:
+    x0, y0, x1, y1 = picture.boxes[box]
+    return picture.rgb[int(y0 + fy * (y1 - y0)), int(x0 + fx * (x1 - x0))].tolist()
+
+
+def _rgb8(colour: torch.Tensor) -> list[int]:
+    return (colour * 255).round().to(torch.uint8).tolist()
+
+
 def test_heatmap_colours_mean_the_same_in_every_run() -> None:
     """A value's colour depends on the value only: the same VE/H_T is the same colour whatever
-    else is in the picture, and healthy values are green, unhealthy ones red."""
-    cmap = health_cmap(get("variance_entropy_norm"))
-    lo, hi = 0.0, 1.2
-
-    def colour(v: float) -> tuple[float, ...]:
-        return tuple(cmap((v - lo) / (hi - lo)))
-
-    green, red = colour(0.6), colour(1.15)
-    assert green[1] > green[0] and red[0] > red[1]  # healthy green, random-like red
-    assert colour(0.1)[0] > colour(0.1)[1]  # collapsed: red too
+    else is in the picture, healthy values are green, unhealthy ones red, undefined grey."""
+    m = get("variance_entropy_norm")
+    green, red, collapsed = health_colours(m, torch.tensor([0.6, 1.15, 0.1]))
+    assert green[1] > green[0] and red[0] > red[1] and collapsed[0] > collapsed[1]
+    assert health_colours(m, torch.tensor([5.0])).tolist() == health_colours(m, torch.tensor([1.2])).tolist()
+    assert health_colours(m, torch.tensor([math.nan]))[0].tolist() == pytest.approx([0.85] * 3)
     rep = analyze(small_cnn())
-    image = heatmap_figure([rep, rep], get("sparsity")).axes[0].images[0]
-    assert image.get_clim() == (0.0, 1.0)  # the registry's range, not the data's
+    dense = heatmap_picture([rep, rep], get("sparsity"))
+    sparse = analyze({"a.weight": torch.zeros(8, 4, 3, 3).index_fill_(0, torch.tensor([0]), 1.0)})
+    assert sparse.layers[0].sparsity == pytest.approx(7 / 8)
+    for picture, report in ((dense, rep), (heatmap_picture([sparse], get("sparsity")), sparse)):
+        value = float(report.layers[0].sparsity)  # the first row, whatever the other rows hold
+        want = _rgb8(health_colours(get("sparsity"), torch.tensor([value]))[0])
+        assert _pixel(picture, "cells", 0.5, 0.5 / len(report.layers)) == want
 
 
 def test_heatmap_has_layer_names_steps_and_a_colour_bar() -> None:
     rep = analyze(small_cnn())
-    fig = heatmap_figure([rep, rep], get("variance_entropy"))
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "2", "5"]
-    assert ax.get_xlabel() == "step" and len(fig.axes) == 2
+    rep.step = 40
+    picture = heatmap_picture([rep, rep], get("variance_entropy"))
+    assert {"0", "2", "5", "step", "40", "VE / log10 K"} <= set(picture.texts)
+    m = get("variance_entropy")
+    top, bottom = _pixel(picture, "bar", 0.5, 0.01), _pixel(picture, "bar", 0.5, 0.99)
+    assert top == _rgb8(health_colours(m, torch.tensor([1.0]))[0])  # the bar spans the range
+    assert bottom == _rgb8(health_colours(m, torch.tensor([0.0]))[0])
+
+
+def test_heatmap_of_a_hundred_layers_stays_readable() -> None:
+    reports = [analyze({f"block{i}.weight": torch.randn(8, 4, 3, 3) for i in range(100)})] * 3
+    picture = heatmap_picture(reports, get("sparsity"))
+    assert picture.rgb.shape[0] < 700 and 30 <= sum(t.startswith("block") for t in picture.texts) < 100
 
 
 def test_filter_grid_one_scale_per_layer_so_sparse_filters_look_empty() -> None:
@@ -59,13 +80,15 @@ def test_filter_grid_lays_out_depthwise_layers_as_a_square() -> None:
 
 
 def test_pc1_picture_has_axes_a_legend_and_both_on_one_scale() -> None:
-    fig = pc1_figure([("conv$1$", [0, 10, 0], [10, 0, 0]), ("conv2", [5, 5, 0], [0, 5, 5])])
-    ax = fig.axes[0]
-    assert ax.get_title() == "conv$1$" and ax.get_xlabel() == "PC1 bin"
-    assert ax.get_ylabel() == "share of filters"
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["reference", "current"]
-    line = ax.lines[0].get_ydata()
-    assert max(line) == 1.0 and line[1] == 1.0  # shares of the filters, on the reference's bins
+    picture = pc1_picture([("conv$1$", [0, 10, 0], [10, 0, 0]), ("conv2", [5, 5, 0], [0, 5, 5])])
+    assert {"conv$1$", "conv2", "PC1 bin", "share", "reference", "current"} <= set(picture.texts)
+    assert "1.00" in picture.texts  # shares of the filters: the top of conv$1$'s axis is 1
+    grey, orange, white = [191, 191, 191], [240, 112, 16], [255, 255, 255]
+    assert _pixel(picture, "conv$1$", 1 / 6, 0.5) == grey  # the reference's bin 0 is full
+    assert _pixel(picture, "conv$1$", 5 / 6, 0.5) == white  # its bin 2 is empty
+    x0, y0, x1, _ = picture.boxes["conv$1$"]
+    row = picture.rgb[y0 + 1, (x0 + x1) // 2 - 5:(x0 + x1) // 2 + 5].tolist()
+    assert orange in row  # the current filters all in bin 1: the line at the top
 
 
 def test_table_fits_the_terminal_and_cuts_names_in_the_middle() -> None:
@@ -132,7 +155,7 @@ def test_html_report_is_self_contained(checkpoints: dict[str, Path], tmp_path: P
 
 @pytest.mark.parametrize("affordable", [True, False])
 def test_heatmaps_are_drawn_only_within_the_budget(tmp_path: Path, affordable: bool) -> None:
-    """The costliest extra (matplotlib heatmaps) asks the schedule first; a skip says so once."""
+    """The costliest extra (the heatmaps) asks the schedule first; a skip says so once."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 

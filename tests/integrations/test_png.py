@@ -7,7 +7,8 @@ import zlib
 
 import torch
 
-from filterwatch.integrations.tensorboard import _png, filter_grid
+from filterwatch.integrations.figures import filter_grid
+from filterwatch.integrations.raster import encode_png
 
 
 def _decode(png: bytes) -> tuple[int, int, bytes]:
@@ -28,7 +29,7 @@ def _decode(png: bytes) -> tuple[int, int, bytes]:
 def test_png_round_trips_exactly() -> None:
     image = filter_grid(torch.randn(16, 8, 3, 3))
     rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
-    w, h, raw = _decode(_png(rgb))
+    w, h, raw = _decode(encode_png(rgb))
     assert (h, w) == tuple(rgb.shape[:2])
     rows = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(h, 1 + 3 * w)
     assert bool((rows[:, 0] == 0).all())  # filter type 0 on every row

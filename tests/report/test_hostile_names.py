@@ -30,12 +30,15 @@ def _state() -> dict[str, torch.Tensor]:
 
 
 def test_mathtext_in_a_name_draws_as_text(tmp_path: Path) -> None:
-    from filterwatch.integrations.figures import heatmap_figure, png_bytes
+    from filterwatch.integrations.raster import heatmap_picture
     from filterwatch.report.registry import get
 
     report = analyze(_state())
     report.step = 0
-    assert png_bytes(heatmap_figure([report, report], get("sparsity"))).startswith(b"\x89PNG")
+    picture = heatmap_picture([report, report], get("sparsity"))
+    assert picture.png().startswith(b"\x89PNG")
+    assert "a$\\nosuchcommand^$b" in picture.texts  # as written, one line
+    assert any(t.startswith("x`|y<img") and "\n" not in t for t in picture.texts)
     from safetensors.torch import save_file
 
     ckpt = tmp_path / "m.safetensors"

@@ -18,7 +18,8 @@ import torch
 from ..report import Report
 from ..report.registry import Measure, get, select
 from ..report.render import report_measures, shorten, unhealthy_worst
-from .figures import filter_grid, png_bytes, shown_value, svg_text, view_range
+from .figures import filter_grid, png_bytes, svg_text
+from .raster import shown_value, view_range
 
 __all__ = ["to_html", "worst_layers"]
 
