@@ -15,7 +15,7 @@ non-1x1 layer). Methods:
 Drift (layer by layer, reference = the model, current = a perturbed copy):
   filterwatch-drift    drift_basis + drift (torch): build the reference and compare
   filterwatch-drift-only  drift against a reference built beforehand, as the monitor does it:
-                       layers under 8192 filters in one batch (drift_many), larger ones alone
+                       layers of up to 2^18 values in one batch (drift_many), larger ones alone
   numpy-drift          sklearn PCA + np.histogram + the KL sum, as in a notebook
 
 Every method runs in its own subprocess (so peak RSS is its own); time is the median of

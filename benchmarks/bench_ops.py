@@ -6,7 +6,8 @@ Counts every aten operation dispatched while one snapshot's statistics are measu
 channels, NaN/Inf, init evidence), with a ``TorchDispatchMode``; counts are exact and the same
 on any machine. Models: 6 shapes of small 3x3 layers (64-64, 32-32, 32 and 96 depthwise, 64-32,
 16-16) repeated 1 and 8 times (6 and 48 layers), and the same with two large shapes (128-128,
-256-128: 8192 filters or more, which keep the per-layer pass on a CPU), and the small ones with
+batched with float64 moments, and 256-128: over 2^18 values, which keeps the per-layer pass on
+a CPU), and the small ones with
 a reference built from them (drift and relative change, as a monitor's snapshot has them).
 Run from the repository root:
 

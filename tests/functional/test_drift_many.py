@@ -83,7 +83,7 @@ def test_sets_the_batch_leaves_to_drift() -> None:
 
 def test_large_sets_on_a_cpu_and_what_drift_refuses_are_left_to_drift() -> None:
     torch.manual_seed(0)
-    big, small = torch.randn(128, 64, 3, 3), torch.randn(16, 8, 3, 3)
+    big, small = torch.randn(256, 128, 3, 3), torch.randn(16, 8, 3, 3)  # big: more than 2^18 values
     ref = drift_basis(small)
     odd = [torch.zeros(0, 8, 3, 3), small.long(), torch.randn(16, 8, 5, 5)]  # empty, int, K=25
     got = drift_many([big * 1.1, small * 1.1, *odd],

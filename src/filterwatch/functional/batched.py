@@ -37,7 +37,19 @@ from ._scratch import _scratch
 from .group_stats import GroupStats
 from .orthogonality import _GRAM_MACS, _orthogonality_update, _orthogonality_update_batched
 
-__all__ = ["group_stats_update"]
+__all__ = ["CPU_CACHED_VALUES", "group_stats_update", "kept_alone_on_cpu"]
+
+# A layer of more values than this (1 MiB of float32) is measured alone on a CPU: its cost is
+# memory traffic, which the one-layer passes keep in cache (batching ResNet-50's 256- and
+# 512-channel layers took 85 ms instead of 24); up to it, a layer costs operations, which
+# batching saves. Such layers have float64 moments in a batch, as the small ones do.
+CPU_CACHED_VALUES = 1 << 18
+
+
+def kept_alone_on_cpu(values: torch.Tensor) -> bool:
+    """Whether ``values`` (a kernel or filter matrix) is measured one layer at a time."""
+    return values.device.type == "cpu" and values.numel() > CPU_CACHED_VALUES
+
 
 _CHUNK = 2048       # filters per chunk of the float32 moment sums (as the per-layer pass)
 _CHUNK_SMALL = 128  # filters per chunk of the float64 moment sums of small layers

@@ -8,8 +8,9 @@ a bin that is dropped); each chunk's bin positions come from its own set's basis
 batched product; positions within round-off of a bin edge are recomputed in float64 with their
 set's frame; one ``bincount`` counts every set. A set with NaN/Inf, with values near the ends
 of the float range or with a filter so small that its peak needs rescaling, a reference whose
-float32 round-off is too coarse, and on a CPU a set of 8192 filters or more (drift() keeps
-its passes in the cache: batching ResNet-50's layers took 164 ms instead of 55) are left to
+float32 round-off is too coarse, and on a CPU a set of more than 2^18 values (drift() keeps
+its passes in the cache: batching ResNet-50's layers took 164 ms instead of 55; see
+:data:`~filterwatch.functional.batched.CPU_CACHED_VALUES`) are left to
 :func:`~filterwatch.functional.drift` (``None`` in their place), which says why or handles it.
 """
 
@@ -22,14 +23,13 @@ import torch
 
 from ._binning import _FLOAT64_BELOW, Frame, _exact_positions, _roundoff, _row_peaks
 from ._filters import _SAFE_EXPONENT, filter_matrix
-from .batched import _layout, _segment_sums
+from .batched import _layout, _segment_sums, kept_alone_on_cpu
 from .drift import DriftBasis, DriftResult, _symmetric_kl
 
 __all__ = ["drift_many"]
 
 _CHUNK = 256  # filters per chunk: the padding a small set pays, against the product's size
 _TINY = 2.0**-64  # a filter peak below this is rescaled by drift(): left to it
-_LARGE = 8192  # filters: on a CPU a set this large is left to drift() (see _large_on_cpu)
 
 
 # Each reference's Frame and round-off bound, made set by set exactly as drift() makes them;
@@ -80,11 +80,6 @@ def _usable(f: torch.Tensor, peak: torch.Tensor, owner: torch.Tensor, size: int,
     return [bool(x) for x in ok.tolist()]
 
 
-def _large_on_cpu(f: torch.Tensor) -> bool:
-    """A set that drift() measures faster alone: on a CPU its passes stay in the cache."""
-    return f.device.type == "cpu" and int(f.shape[0]) >= _LARGE
-
-
 def _subset(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis], keep: list[int]
             ) -> list[DriftResult | None]:
     """The batch of the sets ``keep``; ``None`` for the others."""
@@ -127,7 +122,7 @@ def drift_many(currents: Sequence[torch.Tensor], references: Sequence[DriftBasis
     filters = [f if f.dtype == torch.float64 else f.to(torch.float32) for f in filters]
     kinds: dict[tuple[object, ...], list[int]] = {}
     for i, (f, ref, ok) in enumerate(zip(filters, references, plain, strict=True)):
-        if ok and not _large_on_cpu(f) and int(ref.basis.shape[0]) == int(f.shape[1]):
+        if ok and not kept_alone_on_cpu(f) and int(ref.basis.shape[0]) == int(f.shape[1]):
             kinds.setdefault((int(f.shape[1]), f.dtype, f.device, int(ref.hist.shape[1])), []).append(i)
     out: list[DriftResult | None] = [None] * len(filters)
     for members in kinds.values():

@@ -7,8 +7,9 @@ they need from that read. The statistics are then computed **batched by filter s
 go through one pass together, so a snapshot costs about the same number of tensor operations
 whatever its layer count. Two kinds of layer keep the one-layer-at-a-time pass
 (:func:`filterwatch.functional.stats.layer_stats_update`): sharded weights (one all-gather
-each, measured while in hand) and, on a CPU, layers of 8192 filters or more, whose cost is
-memory traffic that the per-layer pass keeps in cache (on CUDA with Triton installed its
+each, measured while in hand) and, on a CPU, layers of more than 2^18 values (1 MiB of
+float32, :data:`~filterwatch.functional.batched.CPU_CACHED_VALUES`), whose cost is memory
+traffic that the per-layer pass keeps in cache (on CUDA with Triton installed its
 per-filter pass is one Triton kernel, :mod:`filterwatch.measure._triton_stats`). Every
 group's numbers reach the host in one transfer, followed by one batched ``K x K``
 eigendecomposition per group.
@@ -26,7 +27,7 @@ import torch
 
 from ..errors import InputError
 from ..functional import filter_matrix, scratch_memory
-from ..functional.batched import group_stats_update
+from ..functional.batched import CPU_CACHED_VALUES, group_stats_update, kept_alone_on_cpu
 from ..functional.entropy import _SMALL, normalized_entropy
 from ..functional.group_stats import GroupStats, LayerValues, group_values, stack_by_k
 from ..functional.init_match import init_bound_ratio, init_match
@@ -245,11 +246,11 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
             if not layer.unavailable:
                 weight = layer.kernel()
                 w = _working(weight, precision)
-                small = layer.n_filters < _SMALL
-                if layer.sharded or (not small and w.device.type == "cpu"):
+                small = layer.n_filters < _SMALL or w.numel() <= CPU_CACHED_VALUES
+                if layer.sharded or kept_alone_on_cpu(w):
                     # sharded: one all-gather each, measured while it is in hand; large on a
                     # CPU: costed by memory traffic, not operations, and the per-layer pass
-                    # keeps its blocks in cache
+                    # keeps its blocks in cache (see CPU_CACHED_VALUES)
                     stats.append(layer_stats(w, sparsity_eps, orthogonality=orthogonality,
                                              precision=precision))
                     one_by_one.append(i)

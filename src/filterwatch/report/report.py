@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +98,9 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: header keys first, then the summary, then the layers."""
-        data = asdict(self)
         order = ("schema_version", "filterwatch_version", "created", "source", "step",
                  "settings", "summary", "layers")
-        return _clean_json({k: data[k] for k in order})  # type: ignore[no-any-return]
+        return {k: _clean_json(getattr(self, k)) for k in order}
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False) + "\n"
@@ -212,13 +211,19 @@ def _layer_from_dict(d: Any, where: str) -> LayerReport:
 
 
 def _clean_json(obj: Any) -> Any:
-    """Non-finite floats become ``None`` so the JSON stays standard."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+    """A JSON-ready copy: dataclasses as dicts of their fields, tuples as lists, non-finite
+    floats as ``None`` (so the JSON stays standard). One walk, no deep copy first
+    (``dataclasses.asdict`` made the history file the costliest sink of a snapshot)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, str | int | None):
+        return obj
     if isinstance(obj, dict):
         return {k: _clean_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_clean_json(v) for v in obj]
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _clean_json(getattr(obj, f.name)) for f in fields(obj)}
     return obj
 
 
