@@ -13,7 +13,7 @@ from torch import nn
 from filterwatch import Reference, analyze
 from filterwatch.errors import UndefinedMeasureError
 from filterwatch.functional import drift, drift_basis, scratch_memory
-from filterwatch.functional.drift_many import drift_many
+from filterwatch.functional.drift_many import drift_counts_fixed, drift_from_counts, drift_many
 from filterwatch.layers import discover_layers
 from filterwatch.reference import ReferencePlan
 from tests.models import random_layer, trained_like_layer
@@ -40,17 +40,24 @@ def _assert_same(currents: list[torch.Tensor], refs: list) -> list[bool]:  # typ
     return taken
 
 
-@settings(max_examples=20, deadline=None)
-@example(seed=0, log_scale=0.0, sizes=[(2, 1), (2, 1)])  # a 2-filter reference: edges at 0
-@given(seed=st.integers(0, 10_000), log_scale=st.floats(-30, 30),
-       sizes=st.lists(st.sampled_from([(2, 1), (8, 1), (16, 4), (64, 32), (96, 1)]), min_size=1, max_size=6))
-def test_batch_counts_equal_drift_counts(seed: int, log_scale: float, sizes: list[tuple[int, int]]) -> None:
+def _moved_sets(seed: int, log_scale: float, sizes: list[tuple[int, int]]
+                ) -> tuple[list, list[torch.Tensor]]:  # type: ignore[type-arg]
+    """References of trained-like layers, and the layers moved a little and scaled."""
     refs, currents = [], []
     for j, (c_out, c_in) in enumerate(sizes):
         ref = trained_like_layer(c_out, c_in, rank=min(3, c_out), noise=0.1, seed=seed + j)
         cur = (ref + 0.05 * random_layer(c_out, c_in, seed=seed + 100 + j)) * 10.0 ** log_scale
         refs.append(drift_basis(ref))
         currents.append(cur.float())
+    return refs, currents
+
+
+@settings(max_examples=20, deadline=None)
+@example(seed=0, log_scale=0.0, sizes=[(2, 1), (2, 1)])  # a 2-filter reference: edges at 0
+@given(seed=st.integers(0, 10_000), log_scale=st.floats(-30, 30),
+       sizes=st.lists(st.sampled_from([(2, 1), (8, 1), (16, 4), (64, 32), (96, 1)]), min_size=1, max_size=6))
+def test_batch_counts_equal_drift_counts(seed: int, log_scale: float, sizes: list[tuple[int, int]]) -> None:
+    refs, currents = _moved_sets(seed, log_scale, sizes)
     taken = _assert_same(currents, refs)
     if abs(log_scale) < 10:  # in the float range's middle the batch takes every set
         assert all(taken)
@@ -114,3 +121,31 @@ def test_compare_many_equals_compare_layer_by_layer() -> None:
     report = analyze(net, reference=reference)  # the engine takes the batch
     assert [r.drift for r in report.layers] == [many[i].drift for i, _ in items]
     assert "non-finite" in report.layers[4].undefined["drift"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), log_scale=st.floats(-9, 9),  # inside the safe window
+       sizes=st.lists(st.sampled_from([(8, 1), (16, 4), (64, 32), (96, 1)]), min_size=1, max_size=5))
+def test_fixed_counts_for_a_captured_snapshot_equal_drift(seed: int, log_scale: float,
+                                                          sizes: list[tuple[int, int]]) -> None:
+    """The capturable counting (float64 positions, fixed-size histograms, no host read)
+    gives drift()'s counts on weights away from exact bin edges."""
+    refs, currents = _moved_sets(seed, log_scale, sizes)
+    got = drift_from_counts(drift_counts_fixed([c.reshape(-1, 9) for c in currents], refs), refs)
+    for g, cur, ref in zip(got, currents, refs, strict=True):
+        want = drift(cur, ref)
+        assert g is not None and torch.equal(g.counts, want.counts)
+        assert g.value == pytest.approx(want.value, rel=1e-12, abs=1e-12)
+
+
+def test_fixed_counts_leave_what_drift_must_take_to_it() -> None:
+    torch.manual_seed(0)
+    ws = [torch.randn(16, 8, 3, 3) for _ in range(4)]
+    refs = [drift_basis(w) for w in ws]
+    cur = [w.clone() for w in ws]
+    cur[0][0, 0, 0, 0] = math.nan
+    cur[1][1] *= 1e-25  # a tiny filter among normal ones: drift() rescales it
+    cur[2] *= 1e30  # beyond the safe exponent window
+    got = drift_from_counts(drift_counts_fixed([c.reshape(-1, 9) for c in cur], refs), refs)
+    assert got[:3] == [None, None, None] and got[3] is not None
+    assert torch.equal(got[3].counts, drift(cur[3], refs[3]).counts)

@@ -18,14 +18,6 @@ KEYS = ("sparsity", "variance_entropy", "variance_entropy_clean", "orthogonality
         "nonfinite", "weight_norm", "filter_l1_mean", "filter_l2_mean")
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32() -> Any:
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
 def _state() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     bad = torch.randn(8, 4, 3, 3, generator=g)

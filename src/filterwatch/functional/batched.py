@@ -159,30 +159,46 @@ def _moments(ft: torch.Tensor, layout: _Layout, size: int,
     return s1, s2, s1s, s2s, n_sparse
 
 
+_GramGroup = tuple[tuple[int, ...], tuple[int, ...], torch.Tensor, bool]  # shape, layers, on device, big
+
+
+@functools.lru_cache(maxsize=64)
+def _gram_plan(shapes: tuple[tuple[int, ...], ...], device: torch.device
+               ) -> tuple[tuple[_GramGroup, ...], torch.Tensor]:
+    """The layers grouped by shape (indices on the host and the device; whether the shape's
+    Gram is costed by FLOPs), and the permutation that puts their results back in order:
+    made once per set of shapes, so a captured pass copies nothing from the host."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, shape in enumerate(shapes):
+        by_shape.setdefault(shape, []).append(i)
+    plan, order = [], []
+    for shape, idx in by_shape.items():
+        big = shape[0] * shape[0] * math.prod(shape[1:]) >= _GRAM_MACS
+        plan.append((shape, tuple(idx), torch.tensor(idx, device=device), big))
+        order += idx
+    inverse = torch.empty(len(order), dtype=torch.int64)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return tuple(plan), inverse.to(device)
+
+
 def _orthogonality(weights: Sequence[torch.Tensor], scale: torch.Tensor, rescale: bool) -> torch.Tensor:
     """``Σ|G - I|`` of each layer: one batched product per shape of small layers, the
     blocked per-layer product for large ones (their FLOPs, not the launches, cost)."""
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, w in enumerate(weights):
-        by_shape.setdefault(tuple(w.shape), []).append(i)
-    parts, order = [], []
-    for shape, idx in by_shape.items():
+    plan, inverse = _gram_plan(tuple(tuple(int(x) for x in w.shape) for w in weights), scale.device)
+    parts = []
+    for shape, idx, idx_t, big in plan:
         c, d = shape[0], math.prod(shape[1:])
-        if c * c * d >= _GRAM_MACS:
+        if big:
             for i in idx:
                 rows = weights[i].reshape(c, d)
                 rows = rows * scale[i].to(rows.dtype) if rescale else rows
                 parts.append(_orthogonality_update(rows).reshape(1))
-                order.append(i)
             continue
         rows = torch.stack([weights[i] for i in idx]).reshape(len(idx), c, d)  # any memory format
         if rescale:
-            rows = rows * scale[idx].to(rows.dtype)[:, None, None]
+            rows = rows * scale.index_select(0, idx_t).to(rows.dtype)[:, None, None]
         parts.append(_orthogonality_update_batched(rows))
-        order += idx
-    inverse = torch.empty(len(order), dtype=torch.int64)
-    inverse[torch.tensor(order)] = torch.arange(len(order))
-    return torch.cat(parts).index_select(0, inverse.to(scale.device))
+    return torch.cat(parts).index_select(0, inverse)
 
 
 def group_stats_update(weights: Sequence[torch.Tensor], eps: float, *, orthogonality: bool = True,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -26,7 +27,7 @@ from ._filters import _SAFE_EXPONENT, filter_matrix
 from .batched import _layout, _segment_sums, kept_alone_on_cpu
 from .drift import DriftBasis, DriftResult, _symmetric_kl
 
-__all__ = ["drift_many"]
+__all__ = ["FixedCounts", "drift_counts_fixed", "drift_from_counts", "drift_many"]
 
 _CHUNK = 256  # filters per chunk: the padding a small set pays, against the product's size
 _TINY = 2.0**-64  # a filter peak below this is rescaled by drift(): left to it
@@ -54,19 +55,35 @@ def _frame(ref: DriftBasis, dtype: torch.dtype, device: torch.device) -> _Made:
     return made
 
 
-def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device
-            ) -> tuple[list[Frame], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+_Stacked = tuple[list[Frame], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# the stacked frames of the sets compared together last (the value holds the references)
+_STACKS: OrderedDict[tuple[tuple[int, ...], torch.dtype, torch.device],
+                     tuple[tuple[DriftBasis, ...], _Stacked]] = OrderedDict()
+_STACKS_KEPT = 64
+
+
+def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device) -> _Stacked:
     """Each set's :class:`Frame` as drift() makes it (offsets and round-off bound computed
     set by set: drift()'s to the last bit, which decides a position exactly on a bin edge)
     and, stacked: basis ``(L, K, K)`` and offset ``(L, K)`` in float64, bins per unit ``(L,)``,
-    round-off bounds ``(L,)``."""
+    round-off bounds ``(L,)``. Kept per list of references, so a snapshot that compares with
+    the same ones again (a captured one, above all) copies nothing from the host."""
+    key = (tuple(id(r) for r in refs), dtype, device)
+    hit = _STACKS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], refs, strict=True)):
+        _STACKS.move_to_end(key)
+        return hit[1]
     made = [_frame(r, dtype, device) for r in refs]
     frames = [m[1] for m in made]
     basis = torch.stack([fr.basis for fr in frames])
     offset = torch.stack([m[2] for m in made])
     scale = torch.tensor([fr.scale for fr in frames], dtype=torch.float64, device=device)
     tol = torch.tensor([m[3] for m in made], dtype=torch.float64, device=device)
-    return frames, basis, offset, scale, tol
+    stacked = (frames, basis, offset, scale, tol)
+    _STACKS[key] = (tuple(refs), stacked)
+    while len(_STACKS) > _STACKS_KEPT:
+        _STACKS.popitem(last=False)
+    return stacked
 
 
 def _usable(f: torch.Tensor, peak: torch.Tensor, owner: torch.Tensor, size: int, tol: torch.Tensor
@@ -182,3 +199,65 @@ def _batch(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis]) ->
     components = explained * _symmetric_kl(ref, counts)
     values = components.sum(dim=1).tolist()
     return [DriftResult(v, components[i], counts[i]) for i, v in enumerate(values)]
+
+
+class FixedCounts(NamedTuple):
+    """What :func:`drift_counts_fixed` leaves on the device: the counts ``(L, K, bins)`` and,
+    per set, what :func:`drift_from_counts` needs to know whether drift() must take it."""
+
+    counts: torch.Tensor  # (L, K, bins) float64
+    bad: torch.Tensor     # (L,) float64: filters with NaN/Inf or a peak that needs rescaling
+    worst: torch.Tensor   # (L,) float64: the largest finite peak
+
+
+def drift_counts_fixed(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis]) -> FixedCounts:
+    """Histogram counts of many ``(n, K)`` filter sets of one K, dtype, device and bin count on
+    their references' bins, with **no host read**: fixed-size outputs only, every position in
+    float64 (no edge recomputation, whose size depends on the data), counts added with a
+    fixed-size ``index_add``. This is the drift of a captured snapshot (a CUDA graph): the
+    frames are made before capture (they are kept per reference). The counts are those of
+    float64 arithmetic, as drift()'s are; they can differ from drift()'s only where a float64
+    position lies within a few ulps of a bin edge. Sets that drift() must take (NaN/Inf,
+    extreme scales, tiny filters) are flagged by ``bad``/``worst`` for
+    :func:`drift_from_counts`, and their counts are not to be used.
+    """
+    k, dev, size = int(filters[0].shape[1]), filters[0].device, len(filters)
+    bins = int(references[0].hist.shape[1])
+    layout = _layout(tuple((int(f.shape[0]), 1) for f in filters), k, _CHUNK, torch.float64, dev)
+    pieces: list[torch.Tensor] = []
+    for f, pad in zip(filters, layout.pads, strict=True):
+        pieces += [f.to(torch.float64)] if pad is None else [f.to(torch.float64), pad]
+    f = torch.cat(pieces)
+    if layout.pad_rows.numel():
+        f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
+    peak = f.abs().amax(dim=1)
+    _, basis, offset, scale, _ = _frames(references, torch.float64, dev)
+    chunk_of = layout.chunk_seg
+    y = torch.bmm(basis.index_select(0, chunk_of), f.view(-1, layout.chunk, k).transpose(1, 2))
+    per_filter = scale.index_select(0, layout.owner) / torch.where(peak == 0, torch.ones_like(peak), peak)
+    y = y * per_filter.view(-1, 1, layout.chunk) + offset.index_select(0, chunk_of)[:, :, None]
+    idx = torch.nan_to_num(y, nan=0.0).clamp_(0, bins - 1).floor_().long()
+    idx += ((chunk_of[:, None] * k + torch.arange(k, device=dev)[None, :]) * bins)[:, :, None]
+    flat = idx.view(-1).index_fill_(0, _positions_of(layout.pad_rows, layout.chunk, k), size * k * bins)
+    counts = torch.zeros((size * k + 1) * bins, dtype=torch.float64, device=dev)
+    counts.index_add_(0, flat, torch.ones(1, dtype=torch.float64, device=dev).expand(flat.numel()))
+    finite = torch.isfinite(peak)
+    flagged = (~finite | ((peak > 0) & (peak < _TINY))).index_fill_(0, layout.pad_rows, False)
+    bad = _segment_sums(flagged, layout.owner, size)
+    worst = torch.zeros(size, dtype=torch.float64, device=dev).scatter_reduce_(
+        0, layout.owner, torch.where(finite, peak, torch.zeros_like(peak)), "amax")
+    return FixedCounts(counts[: size * k * bins].view(size, k, bins), bad, worst)
+
+
+def drift_from_counts(fixed: FixedCounts, references: Sequence[DriftBasis]) -> list[DriftResult | None]:
+    """Drift of each set from :func:`drift_counts_fixed`'s counts, on the host; ``None``
+    where drift() must take the set (NaN/Inf, extreme scales, tiny filters, a reference too
+    coarse for float32), as :func:`drift_many` leaves them."""
+    counts, bad, worst = (t.to("cpu", torch.float64) for t in fixed)
+    exponent = torch.frexp(worst).exponent
+    ok = ((bad == 0) & ((exponent.abs() <= _SAFE_EXPONENT) | (worst == 0))).tolist()
+    ref = torch.stack([r.hist.to("cpu", torch.float64) for r in references])
+    explained = torch.stack([r.explained.to("cpu", torch.float64) for r in references])
+    components = explained * _symmetric_kl(ref, counts)
+    values = components.sum(dim=1).tolist()
+    return [DriftResult(v, components[i], counts[i]) if ok[i] else None for i, v in enumerate(values)]

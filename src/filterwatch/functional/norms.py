@@ -9,7 +9,8 @@ import torch
 from ..errors import InputError, UndefinedMeasureError
 from ._filters import _as_float64, _check_weight, filter_matrix
 
-__all__ = ["dead_channels", "filter_norms", "nonfinite_count", "relative_change"]
+__all__ = ["change_sums_fixed", "dead_channels", "filter_norms", "nonfinite_count", "relative_change",
+           "relative_change_compute"]
 
 
 def filter_norms(weight: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -114,6 +115,23 @@ def relative_change(weight: torch.Tensor, reference: torch.Tensor) -> float:
     n = ref.numel()
     if work == torch.float32 and not (lo <= den / n <= hi and num / n <= hi):
         num, den = _squares_of_change(_as_float64(w), _as_float64(ref))
+    return relative_change_compute(num, den)
+
+
+def change_sums_fixed(weight: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``(Σ(w - ref)², Σref²)`` as a float64 ``(2,)`` tensor, in float64 throughout and with
+    no host read (for a captured snapshot); :func:`relative_change_compute` finishes it."""
+    w = weight.detach().to(torch.float64)
+    ref = reference.detach().to(w.device, torch.float64)
+    return torch.stack([(w - ref).square().sum(), ref.square().sum()])
+
+
+def relative_change_compute(num: float, den: float) -> float:
+    """``sqrt(num / den)`` from the sums of squares of the change and of the reference.
+
+    Raises:
+        UndefinedMeasureError: ``den`` is 0 (an all-zero reference).
+    """
     if den == 0.0:
         raise UndefinedMeasureError(
             "relative change is undefined: the reference weights are all zero (e.g. a "

@@ -28,6 +28,8 @@ import torch
 from ..errors import InputError
 from ..functional import filter_matrix, scratch_memory
 from ..functional.batched import CPU_CACHED_VALUES, group_stats_update, kept_alone_on_cpu
+from ..functional.drift import DriftBasis
+from ..functional.drift_many import drift_from_counts
 from ..functional.entropy import _SMALL, normalized_entropy
 from ..functional.group_stats import GroupStats, LayerValues, group_values, stack_by_k
 from ..functional.init_match import init_bound_ratio, init_match
@@ -39,6 +41,7 @@ from ..reference.compare import Comparison, ReferencePlan
 from ..report import LayerReport
 from ..report.registry import select
 from ._triton_stats import triton_row_stats, triton_usable
+from .graph import GraphWork, SnapshotGraph
 from .spectral import Spectral, spectral_values
 
 __all__ = ["PRECISIONS", "KernelRead", "Precision", "check_precision", "layer_stats", "measure_layers",
@@ -228,13 +231,16 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                    orthogonality: bool = True, precision: Precision = "float32",
                    progress: Progress | None = None, plan: ReferencePlan | None = None,
                    on_kernel: Callable[[KernelRead], None] | None = None,
-                   spectral: Spectral | None = None) -> list[LayerReport]:
+                   spectral: Spectral | None = None, graph: SnapshotGraph | None = None
+                   ) -> list[LayerReport]:
     """Every measure for every layer from **one read of each kernel**: the statistics, the
     comparison with the reference (``plan``) and whatever ``on_kernel`` takes from the kernel
     (TensorBoard histograms, filter images, reference weights) all come from that read.
 
     Kernels are read one layer at a time (under sharding each read is one all-gather); a
-    layer whose kernel cannot be read gets a report that says why."""
+    layer whose kernel cannot be read gets a report that says why. With ``graph`` and whole
+    layers on CUDA, their device work is one replay of a captured graph
+    (:mod:`filterwatch.measure.graph`)."""
     stats: list[LayerStats] = []
     one_by_one: list[int] = []
     held: list[tuple[int, torch.Tensor]] = []  # whole kernels: views of the model's weights
@@ -266,16 +272,23 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
                 del weight
             if progress is not None:
                 progress(i + 1, len(layers), layer.name)
-        if plan is not None:
-            comparisons.update(plan.compare_many(held))
+        groups: list[tuple[Sequence[int], GroupStats | Sequence[LayerStats]]] = [(one_by_one, stats)]
+        replayed = None
+        if graph is not None and graph.takes([w for _, w in held]):
+            replayed = _replayed(graph, held, whole, plan, sparsity_eps, orthogonality, precision)
+        if replayed is not None:
+            groups += replayed[0]
+            comparisons.update(replayed[1])
+        else:
+            if plan is not None:
+                comparisons.update(plan.compare_many(held))
+            for (_, _, _, small), members in whole.items():
+                for batch in _batches(members):
+                    groups.append(([i for i, _ in batch], group_stats_update(
+                        [w for _, w in batch], sparsity_eps, orthogonality=orthogonality, small=small)))
         if on_kernel is not None:
             for i, weight in held:
                 on_kernel(KernelRead(i, layers[i], weight, _counts(comparisons, i)))
-        groups: list[tuple[Sequence[int], GroupStats | Sequence[LayerStats]]] = [(one_by_one, stats)]
-        for (_, _, _, small), members in whole.items():
-            for batch in _batches(members):
-                groups.append(([i for i, _ in batch], group_stats_update(
-                    [w for _, w in batch], sparsity_eps, orthogonality=orthogonality, small=small)))
         measured = reports_from_groups(groups, layers)
     ready = [i for i, layer in enumerate(layers) if not layer.unavailable]
     out = [unavailable_report(layer) for layer in layers]
@@ -290,3 +303,34 @@ def measure_layers(layers: Sequence[ConvLayer], *, sparsity_eps: float = 0.01,
             if reason:
                 out[i].undefined[key] = reason
     return out
+
+
+def _replayed(graph: SnapshotGraph, held: list[tuple[int, torch.Tensor]],
+              whole: dict[tuple[int, torch.dtype, torch.device, bool], list[tuple[int, torch.Tensor]]],
+              plan: ReferencePlan | None, eps: float, orthogonality: bool, precision: Precision
+              ) -> tuple[list[tuple[Sequence[int], GroupStats]], dict[int, Comparison]] | None:
+    """The whole layers' statistics and comparisons through the captured graph (``None``:
+    graphs are off; measure eagerly)."""
+    at = {i: p for p, (i, _) in enumerate(held)}
+    batches = tuple((tuple(at[i] for i, _ in batch), small)
+                    for (_, _, _, small), members in whole.items() for batch in _batches(members))
+    drift_terms, change_terms = plan.fixed_terms(held) if plan is not None else ([], [])
+    by_kind: dict[tuple[int, int], list[tuple[int, DriftBasis]]] = {}
+    for i, basis in drift_terms:
+        by_kind.setdefault((int(basis.basis.shape[0]), int(basis.hist.shape[1])), []).append((i, basis))
+    work = GraphWork(batches, tuple((tuple(at[i] for i, _ in terms), tuple(b for _, b in terms))
+                                    for terms in by_kind.values()),
+                     tuple((at[i], snap) for i, snap in change_terms), eps, orthogonality,
+                     precision == "float64")
+    got = graph.run(work, [w for _, w in held])
+    if got is None:
+        return None
+    groups: list[tuple[Sequence[int], GroupStats]] = [([held[p][0] for p in positions], g)
+                                                      for positions, g in got.stats]
+    comparisons: dict[int, Comparison] = {}
+    if plan is not None:
+        known = {held[p][0]: r for (positions, fixed), (_, bases) in zip(got.drift, work.drift, strict=True)
+                 for p, r in zip(positions, drift_from_counts(fixed, bases), strict=True)}
+        change = {held[p][0]: sums for p, sums in got.change.items()}
+        comparisons = {i: plan.compare(i, w, known.get(i), change.get(i)) for i, w in held}
+    return groups, comparisons

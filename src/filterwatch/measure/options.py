@@ -18,6 +18,7 @@ from ..layers import ConvLayer
 from ..reference import Matching, Reference, ReferencePlan, check_matching
 from ..report import LayerReport, Report
 from .engine import KernelRead, Precision, check_precision, measure_layers
+from .graph import SnapshotGraph
 from .spectral import Spectral, check_input_size
 
 __all__ = ["MeasureOptions"]
@@ -40,7 +41,7 @@ class MeasureOptions:
     def __init__(self, sparsity_eps: float = 0.01, orthogonality: bool = True,
                  precision: Precision = "float32", reference: Reference | None = None,
                  matching: Matching | None = None, spectral: bool = False,
-                 input_size: object = None) -> None:
+                 input_size: object = None, cuda_graph: bool = False) -> None:
         self.sparsity_eps = check_eps(sparsity_eps, "sparsity_eps")
         self.orthogonality = bool(orthogonality)
         self.precision = check_precision(precision)
@@ -58,6 +59,10 @@ class MeasureOptions:
         self.spectral = Spectral(sizes) if spectral else None
         # the matching plan of the layers last measured (it depends on their names and shapes)
         self._plan: tuple[tuple[ConvLayer, ...], ReferencePlan] | None = None
+        # a training monitor's snapshots on CUDA, as one captured graph per variant (a one-off
+        # measurement would capture for a single replay)
+        self.cuda_graph = bool(cuda_graph)
+        self._graph: SnapshotGraph | None = None
 
     def variant(self, *, orthogonality: bool | None = None, spectral: bool | None = None,
                 reference: Reference | None = None) -> MeasureOptions:
@@ -71,6 +76,7 @@ class MeasureOptions:
             out.spectral = (self.spectral or Spectral()) if spectral else None
         if reference is not None and reference is not self.reference:
             out.reference, out._plan = reference, None
+        out._graph = None  # each variant captures its own work
         return out
 
     def plan(self, layers: Sequence[ConvLayer]) -> ReferencePlan | None:
@@ -92,7 +98,7 @@ class MeasureOptions:
         reports = measure_layers(layers, sparsity_eps=self.sparsity_eps,
                                  orthogonality=self.orthogonality, precision=self.precision,
                                  progress=progress, plan=self.plan(layers), on_kernel=on_kernel,
-                                 spectral=self.spectral)
+                                 spectral=self.spectral, graph=self._graph_of_run())
         all_settings: dict[str, object] = {"sparsity_eps": self.sparsity_eps, **(settings or {})}
         if self.spectral is not None:
             all_settings["spectral"] = True
@@ -109,6 +115,11 @@ class MeasureOptions:
         return Report(layers=reports, source=source, settings=all_settings, step=step,
                       filterwatch_version=__version__,
                       created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def _graph_of_run(self) -> SnapshotGraph | None:
+        if self.cuda_graph and self._graph is None:
+            self._graph = SnapshotGraph()
+        return self._graph
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}

@@ -20,6 +20,7 @@ import torch
 from ..errors import InputError
 from ..layers import ConvLayer, LayerSelection
 from ..measure import KernelRead, MeasureOptions
+from ..measure.graph import graphs_wanted
 from ..reference import Matching, Reference
 from ..report import Report, summarize
 from ..report.registry import select
@@ -89,7 +90,7 @@ class Monitor:
         self.snapshots = 0  # taken so far (the history keeps only the last keep_reports)
         # validated once: the options of a snapshot with every measure, and its variants
         self._options = MeasureOptions(sparsity_eps, reference=self.reference, matching=_LENIENT,
-                                       spectral=spectral)
+                                       spectral=spectral, cuda_graph=graphs_wanted())
         self._variants: dict[tuple[bool, bool], MeasureOptions] = {}
 
     @property

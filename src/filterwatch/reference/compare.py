@@ -9,15 +9,16 @@ layer's report.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
 from ..errors import InputError, UndefinedMeasureError
-from ..functional.drift import DriftResult, drift
+from ..functional.drift import DriftBasis, DriftResult, drift
 from ..functional.drift_many import drift_many
-from ..functional.norms import relative_change
+from ..functional.norms import relative_change, relative_change_compute
 from ..layers import ConvLayer, format_kernel_size
 from ..report import LayerReport
 from .group import ReferenceGroup
@@ -116,11 +117,32 @@ class ReferencePlan:
         known = dict(zip((i for i, _ in batch), drift_many([w for _, w in batch], bases), strict=True))
         return {i: self.compare(i, weight, known.get(i)) for i, weight in items}
 
-    def compare(self, index: int, weight: torch.Tensor | None, known: DriftResult | None = None
-                ) -> Comparison:
+    def fixed_terms(self, items: Sequence[tuple[int, torch.Tensor]]
+                    ) -> tuple[list[tuple[int, DriftBasis]], list[tuple[int, torch.Tensor]]]:
+        """For a captured snapshot (no host read while it runs): which of the layers
+        ``items`` have their drift counted on the device, against which basis, and which
+        their relative-change sums, against which weights. :meth:`compare` then takes what
+        was measured (``known``, ``known_change``) and does the rest."""
+        drift_terms: list[tuple[int, DriftBasis]] = []
+        change_terms: list[tuple[int, torch.Tensor]] = []
+        for i, weight in items:
+            target = self.targets[i]
+            if target.change_reason:
+                continue
+            k = math.prod(weight.shape[2:]) if weight.ndim > 2 else 1
+            if target.group is not None and int(target.group.basis.basis.shape[0]) == k:
+                drift_terms.append((i, target.group.basis))
+            snap = self.reference.snapshot_on(target.ref_name, weight.device)
+            if snap is not None and tuple(snap.shape) == tuple(weight.shape):
+                change_terms.append((i, snap))
+        return drift_terms, change_terms
+
+    def compare(self, index: int, weight: torch.Tensor | None, known: DriftResult | None = None,
+                known_change: tuple[float, float] | None = None) -> Comparison:
         """Drift and relative change of layer ``index``, whose kernel ``weight`` was read
         (``None``: not read, e.g. a lazy layer; the comparison then says why); ``known``: its
-        drift, already measured (:meth:`compare_many`)."""
+        drift, already measured (:meth:`compare_many`); ``known_change``: its sums of squares
+        of the change and of the reference weights (:meth:`fixed_terms`)."""
         target = self.targets[index]
         if weight is None or target.change_reason:
             return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
@@ -141,7 +163,8 @@ class ReferencePlan:
                 out["change_reason"] = "the weight holds non-finite values"
             else:
                 try:
-                    out["relative_change"] = relative_change(weight, snap)
+                    out["relative_change"] = (relative_change(weight, snap) if known_change is None
+                                              else relative_change_compute(*known_change))
                 except UndefinedMeasureError as exc:
                     out["change_reason"] = str(exc)
         elif self.reference.snapshot:
