@@ -105,6 +105,18 @@ def resnet50_like() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def fifty_layers() -> nn.Sequential:
+    """50 3x3 conv layers in four stages of 64, 128, 256 and 512 channels (12, 13, 13 and 12
+    layers): a deep plain stack, to see a snapshot's cost against its layer count."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, 3, padding=1, bias=False)]
+    c = 64
+    for width, count in ((64, 11), (128, 13), (256, 13), (512, 12)):
+        for _ in range(count):
+            layers.append(nn.Conv2d(c, width, 3, padding=1, bias=False))
+            c = width
+    return nn.Sequential(*layers)
+
+
 def convnext_like(dims: tuple[int, ...] = (96, 192, 384, 768),
                   depths: tuple[int, ...] = (3, 3, 9, 3)) -> nn.Sequential:
     """ConvNeXt-T conv shapes: 4x4 patchify stem, 7x7 depthwise blocks (MLPs as 1x1 convs)."""

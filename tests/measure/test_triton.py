@@ -53,8 +53,11 @@ SCRIPT = textwrap.dedent('''
 
 
 @pytest.mark.slow
-def test_triton_kernel_matches_torch_path_under_interpreter() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "FILTERWATCH_TRITON": "1"}
+@pytest.mark.parametrize("s2", ["dot", "fma", "gemm"])
+def test_triton_kernel_matches_torch_path_under_interpreter(s2: str) -> None:
+    """Each way of summing the second moments (the tile product, element-wise multiply-adds,
+    a float64 product afterwards) gives the torch path's numbers."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "FILTERWATCH_TRITON": "1", "FILTERWATCH_TRITON_S2": s2}
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -48,7 +48,8 @@ def _kernel() -> Any:
 
     @triton.jit
     def row_stats_kernel(f_ptr, shift_ptr, peak_ptr, l2_ptr, part_ptr, s1_ptr, s2_ptr,  # type: ignore[no-untyped-def]
-                         n, stride, n_blocks, K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr):
+                         n, stride, n_blocks, K: tl.constexpr, KP: tl.constexpr, BLOCK: tl.constexpr,
+                         S2: tl.constexpr):
         # a persistent program: it walks every grid-th block of rows and keeps its partial
         # sums in registers (the K x K moments in float64), then writes them once
         pid = tl.program_id(0)
@@ -71,7 +72,10 @@ def _kernel() -> Any:
             acc_abs += tl.sum(a, axis=1).to(tl.float64)
             c = tl.where(m, x - shift[None, :], 0.0)
             acc_s1 += tl.sum(c, axis=0).to(tl.float64)
-            acc_s2 += tl.dot(tl.trans(c), c, input_precision="ieee").to(tl.float64)
+            if S2 == 0:  # Σccᵀ of the block as an exact fp32 product
+                acc_s2 += tl.dot(tl.trans(c), c, input_precision="ieee").to(tl.float64)
+            elif S2 == 1:  # the same as element-wise multiply-adds (no padded product)
+                acc_s2 += tl.sum(c[:, :, None] * c[:, None, :], axis=0).to(tl.float64)
         tl.store(part_ptr + pid * 2, tl.sum(acc_abs, axis=0))
         tl.store(part_ptr + pid * 2 + 1, tl.sum(acc_bad, axis=0).to(tl.float64))
         tl.store(s1_ptr + pid * KP + cols, acc_s1)
@@ -92,13 +96,30 @@ def _next_pow2(x: int) -> int:
     return 1 << (max(x, 1) - 1).bit_length()
 
 
+# How the kernel sums the second moments Σccᵀ: "dot" (an fp32 tl.dot on the padded K x K
+# tile), "fma" (element-wise multiply-adds, K <= 16), "gemm" (not in the kernel: one float64
+# product by cuBLAS afterwards, a second read). `make gpu-check` times all three; the default
+# stays "dot" until a record shows another one faster.
+S2_MODES = {"dot": 0, "fma": 1, "gemm": 2}
+
+
+def _s2_mode(kp: int) -> str:
+    mode = os.environ.get("FILTERWATCH_TRITON_S2", "dot")
+    if mode not in S2_MODES:
+        raise ValueError(f"`FILTERWATCH_TRITON_S2` expected one of {', '.join(S2_MODES)}, got {mode!r}")
+    return "dot" if mode == "fma" and kp > 16 else mode
+
+
 def triton_row_stats(f: torch.Tensor) -> RowStats:
     """Per-filter peaks and L2 norms, ``|f|`` sum, non-finite count and raw float64 moments
-    ``s1 = Σf`` and ``s2 = Σffᵀ`` of an ``(n, K)`` filter matrix, in one read."""
+    ``s1 = Σf`` and ``s2 = Σffᵀ`` of an ``(n, K)`` filter matrix, in one read (two with
+    ``FILTERWATCH_TRITON_S2=gemm``)."""
     n, k = f.shape
     f = f.contiguous()
     kp = max(16, _next_pow2(k))
-    block = max(16, min(128, 8192 // kp))
+    mode = _s2_mode(kp)
+    # fma: a (BLOCK, KP, KP) product per block, kept small enough for the registers
+    block = 32 if mode == "fma" else max(16, min(128, 8192 // kp))
     n_blocks = -(-n // block)
     dev = f.device
     grid = max(1, min(n_blocks, _programs(dev)))
@@ -111,9 +132,13 @@ def triton_row_stats(f: torch.Tensor) -> RowStats:
     s1p = torch.empty(grid, kp, dtype=torch.float64, device=dev)
     s2p = torch.empty(grid, kp, kp, dtype=torch.float64, device=dev)
     _kernel()[(grid,)](f, shift_p, peak, l2, part, s1p, s2p, n, f.stride(0), n_blocks,
-                       K=k, KP=kp, BLOCK=block, num_warps=2)  # best of a sweep on an H200
+                       K=k, KP=kp, BLOCK=block, S2=S2_MODES[mode], num_warps=2)  # best of a sweep on an H200
     s1c = s1p.sum(dim=0)[:k]
-    s2c = s2p.sum(dim=0)[:k, :k]
+    if mode == "gemm":  # centred on the same shift as s1c
+        centred = f.to(torch.float64) - shift_p[:k].to(torch.float64)
+        s2c = centred.T @ centred
+    else:
+        s2c = s2p.sum(dim=0)[:k, :k]
     m = shift_p[:k].to(torch.float64)
     return RowStats(
         row_peak=peak, row_l2=l2.to(torch.float64),
