@@ -116,9 +116,10 @@ def _specs(outs: Outputs) -> list[tuple[tuple[int, ...], torch.dtype]]:
 
 
 def _unpack(flat: torch.Tensor, specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> Outputs:
-    """The outputs again (on the host, in their own dtypes) from the packed float64 vector."""
+    """The outputs again (on the host, in their own dtypes) from the packed float64 vector;
+    copies, so that the next replay, which rewrites the pinned buffer, changes none of them."""
     sizes = [torch.Size(shape).numel() for shape, _ in specs]
-    return [part.reshape(shape).to(dtype)
+    return [part.reshape(shape).to(dtype, copy=True)
             for part, (shape, dtype) in zip(torch.split(flat, sizes), specs, strict=True)]
 
 
