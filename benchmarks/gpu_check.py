@@ -191,6 +191,36 @@ def _snapshots(model: torch.nn.Module, device: str) -> dict[str, Any]:
             finally:
                 torch.cuda.set_sync_debug_mode(0)
         out["host syncs of a replayed snapshot"] = sum("synchroniz" in str(w.message) for w in caught)
+        out["host syncs with the TensorBoard extras"] = _syncs_with_tensorboard(fast, layers)
+    return out
+
+
+def _syncs_with_tensorboard(options: Any, layers: Any) -> dict[str, int]:
+    """Host syncs of a replayed snapshot whose kernels also feed the TensorBoard sink (its
+    histograms: one transfer for all layers; filter images only on image snapshots)."""
+    import tempfile
+    import warnings
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from filterwatch.integrations.tensorboard import TensorBoardSink
+    from filterwatch.monitor import Snapshot
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SummaryWriter(tmp)
+        sink = TensorBoardSink(writer, images_every=2)
+        for label in ("image snapshot", "plain snapshot"):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode(1)
+                try:
+                    report = options.run(layers, on_kernel=sink.collector())
+                    sink.write(Snapshot(report, [report]))
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            out[label] = sum("synchroniz" in str(w.message) for w in caught)
+        writer.close()
     return out
 
 

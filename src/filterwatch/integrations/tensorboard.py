@@ -9,7 +9,6 @@ on the image snapshots only.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from ..report import Report
 from ..report.registry import get, select
 from ..report.text import md_cell, md_code
 from .figures import filter_grid
+from .histograms import Histogram, histogram_terms, histogram_value, histograms
 from .raster import Picture, encode_png, heatmap_picture, pc1_picture
 
 __all__ = ["HEATMAP_MEASURES", "TensorBoardSink", "layout_charts"]
@@ -33,42 +33,11 @@ _HEATMAP_MIN = 3  # snapshots before a heatmap says more than the scalars
 _HEATMAP_GUESS_S = 0.005  # seconds per heatmap before one was timed (2-4 ms measured)
 
 
-class _Histogram(NamedTuple):
-    """A histogram computed where the values live; only these few numbers reach the host."""
-
-    lo: float
-    hi: float
-    num: float
-    total: float
-    total_sq: float
-    counts: list[float]
-
-
-_HIST_BINS = 30
-
-
-def _histogram(values: torch.Tensor) -> _Histogram | None:
-    """Counts in ``_HIST_BINS`` bins between the min and max, computed on the values' device
-    (``None`` for non-finite values, whose histogram would say nothing)."""
-    v = values.detach().reshape(-1).to(torch.float32)
-    if v.numel() == 0:
-        return None
-    lo_t, hi_t = torch.aminmax(v)
-    lo, hi, total, total_sq = torch.stack([lo_t, hi_t, v.sum(), v.square().sum()]).double().tolist()
-    if not all(math.isfinite(x) for x in (lo, hi, total, total_sq)):
-        return None
-    if hi - lo > 1e-30 * max(abs(lo), abs(hi), 1e-30) and math.isfinite(hi - lo):
-        counts = torch.histc(v, bins=_HIST_BINS, min=lo, max=hi).tolist()
-    else:  # one value (or a range float32 cannot split): a single bucket
-        counts = [float(v.numel())] + [0.0] * (_HIST_BINS - 1)
-    return _Histogram(lo, hi, float(v.numel()), total, total_sq, counts)
-
-
 class _Extras(NamedTuple):
     """What TensorBoard gets of one layer at one snapshot, taken from the snapshot's read."""
 
-    norms: _Histogram | None
-    weights: _Histogram | None
+    norms: torch.Tensor | None  # histogram terms, on the kernel's device (see histograms.py)
+    weights: torch.Tensor | None
     pc1: list[float] | None
     grid: torch.Tensor | None
 
@@ -80,8 +49,8 @@ class TensorBoardSink(Sink):
     Per-kernel extras (histograms of filter norms and weights, the first principal
     coefficient against the reference's, filter images) are taken while the snapshot holds
     each kernel: pass :meth:`collector` as the snapshot's ``on_kernel``, then :meth:`write`.
-    They are computed on the kernel's device and only a few numbers reach the host; the sink
-    never reads a kernel itself.
+    They are computed on the kernel's device and only a few numbers reach the host, all the
+    layers' histograms in one transfer; the sink never reads a kernel itself.
 
     ``affords(seconds)`` (the schedule's :meth:`~filterwatch.monitor.Schedule.affords`) decides
     whether the heatmaps, the costliest extra, fit the overhead budget now; without it they
@@ -145,8 +114,9 @@ class TensorBoardSink(Sink):
                 grid = filter_grid(w)
             norms = weights = None
             if hist:
-                norms = _histogram(torch.linalg.vector_norm(w.reshape(-1, read.layer.kernel_numel), dim=1))
-                weights = _histogram(w)
+                rows = w.reshape(-1, read.layer.kernel_numel)
+                norms = histogram_terms(torch.linalg.vector_norm(rows, dim=1))
+                weights = histogram_terms(w)
             pc1 = None
             if images and read.drift_counts is not None:
                 pc1 = read.drift_counts[0].tolist()
@@ -171,8 +141,10 @@ class TensorBoardSink(Sink):
         if self.write_scalars:
             values += [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in snapshot.scalars.items()]
         pc1: list[tuple[str, list[float], list[float]]] = []
-        for name, extras in self._pending.items():
-            values += self._layer_extras(name, extras)
+        found = histograms([t for e in self._pending.values() for t in (e.norms, e.weights)])
+        pairs = zip(self._pending.items(), found[::2], found[1::2], strict=True)
+        for (name, extras), norms, weights in pairs:
+            values += self._layer_extras(name, extras, norms, weights)
             group = None if extras.pc1 is None or reference is None else _group_of(reference, name)
             if group is not None and extras.pc1 is not None:
                 pc1.append((name, extras.pc1, group.basis.hist[0].tolist()))
@@ -197,13 +169,13 @@ class TensorBoardSink(Sink):
         if final:  # otherwise the writer's own thread writes it out (a flush waits ~7 ms for it)
             self.writer.flush()
 
-    def _layer_extras(self, name: str, extras: _Extras) -> list[Any]:
+    @staticmethod
+    def _layer_extras(name: str, extras: _Extras, norms: Histogram | None, weights: Histogram | None
+                      ) -> list[Any]:
         values = []
-        for tag, h in (("filter_norms", extras.norms), ("weights", extras.weights)):
+        for tag, h in (("filter_norms", norms), ("weights", weights)):
             if h is not None:
-                edges = torch.linspace(h.lo, h.hi if h.hi > h.lo else h.lo + 1.0, _HIST_BINS + 1)
-                values.append(_histogram_value(f"filterwatch/{name}/{tag}", h.lo, h.hi, h.num, h.total,
-                                               h.total_sq, edges[1:].tolist(), h.counts))
+                values.append(histogram_value(f"filterwatch/{name}/{tag}", h))
         if extras.grid is not None:
             values.append(_image_value(f"filterwatch_filters/{name}", extras.grid))
         return values
@@ -268,15 +240,6 @@ class TensorBoardSink(Sink):
         lines += [f"| {a.step} | {md_code(a.layer)} | {md_cell(a.message)} | {a.value:.3f} |"
                   for a in alerts]
         self.writer.add_text(ALERTS_TAG, "\n".join(lines), step)
-
-
-def _histogram_value(tag: str, lo: float, hi: float, num: float, total: float, total_sq: float,
-                     limits: list[float], counts: list[float]) -> Any:
-    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
-
-    histo = HistogramProto(min=lo, max=hi, num=num, sum=total, sum_squares=total_sq,
-                           bucket_limit=limits, bucket=counts)
-    return Summary.Value(tag=tag, histo=histo)
 
 
 def _image_value(tag: str, image: torch.Tensor) -> Any:
