@@ -187,8 +187,9 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
     """Load the tensors of a checkpoint without running any code from it.
 
     Accepts ``.pt``/``.pth`` state_dicts, ``{"state_dict": ...}`` wrappers (Lightning
-    ``.ckpt`` included), ``.safetensors``, and Hugging Face checkpoint folders (their model
-    file, or all shards of a sharded one). Nested mappings are flattened with dots.
+    ``.ckpt`` included), ``.safetensors``, Hugging Face checkpoint folders (their model
+    file, or all shards of a sharded one) and ``.onnx`` models (their conv weights, see
+    :mod:`filterwatch.layers.onnx_file`). Nested mappings are flattened with dots.
 
     Args:
         path: the file, or a Hugging Face checkpoint folder.
@@ -228,6 +229,10 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
 
 
 def _load_file(p: Path) -> dict[str, torch.Tensor]:
+    if p.suffix.lower() == ".onnx":
+        from .onnx_file import load_onnx
+
+        return load_onnx(p)
     try:
         obj: object = _load_safetensors(p) if _is_safetensors(p) else _load_torch(p)
     except PermissionError:
