@@ -4,6 +4,7 @@
 - ``filterwatch check PATH [--config FILE] [--baseline REPORT.json] ...``: the CI gate.
 - ``filterwatch reference build PATH... -o REF [--group layer|depth|kernel]``.
 - ``filterwatch reference show REF``.
+- ``filterwatch zoo scan MANIFEST.csv -o ZOO [--workers N | --scheduler tcp://HOST:PORT]``.
 
 Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error, 3 an
 internal error (a bug: never 1, so that a crash is never read as a failed gate).
@@ -25,6 +26,7 @@ from ..reference import GROUPINGS
 from ..report.text import printable
 from . import commands
 from .commands import EXIT_INTERNAL, EXIT_USAGE, REPORT_FORMATS
+from .zoo import add_zoo
 
 __all__ = ["main"]
 
@@ -147,6 +149,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_scan(sub)
     _add_check(sub)
     _add_reference(sub)
+    add_zoo(sub, _Parser, _selection, _common)
     return parser
 
 
@@ -176,8 +179,8 @@ def _dispatch(argv: list[str], out: TextIO, err: TextIO, debug: bool) -> int:
         args = _build_parser().parse_args(argv)
         func: Command | None = getattr(args, "func", None)
         if func is None:
-            what = ("an action: build, show" if args.command == "reference"
-                    else "a command: scan, check, reference")
+            what = {"reference": "an action: build, show", "zoo": "an action: scan"}.get(
+                args.command, "a command: scan, check, reference, zoo")
             raise _UsageError(f"expected {what} (see 'filterwatch --help')")
         return func(args, out, err)
     except _UsageError as exc:

@@ -1,0 +1,93 @@
+"""``filterwatch zoo scan``: the command (the work is :func:`filterwatch.zoo.scan`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TextIO
+
+from ..errors import InputError
+from ..functional.sparsity import check_eps
+
+__all__ = ["add_zoo", "zoo_scan"]
+
+EXIT_OK, EXIT_FAILED_SOME = 0, 2
+
+
+class _ZooProgress:
+    """``[done/total] models/s, filters/s, ETA`` on a terminal's stderr."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, done: int, total: int, filters: int, seconds: float) -> None:
+        if not self.stream.isatty() or seconds <= 0:
+            return
+        rate = done / seconds
+        eta = (total - done) / rate if rate > 0 else 0.0
+        self.stream.write(f"\r[{done}/{total}] {rate:.1f} models/s, {filters / seconds:,.0f} filters/s, "
+                          f"ETA {eta:.0f} s   ")
+        if done == total:
+            self.stream.write("\r" + " " * 78 + "\r")
+        self.stream.flush()
+
+
+def zoo_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    check_eps(args.sparsity_eps, "--sparsity-eps")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"`--workers` expected an integer >= 1, got {args.workers}")
+    from .. import zoo
+
+    executor, client = None, None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("`--scheduler` expected dask[distributed] installed, got it missing; hint: "
+                             "pip install 'filterwatch[zoo]'") from None
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except OSError as exc:
+            raise InputError(f"`--scheduler` expected a reachable Dask scheduler, got {args.scheduler!r} "
+                             f"({exc})") from None
+        executor = client.get_executor()
+    progress: Callable[[int, int, int, float], None] | None = None if args.quiet else _ZooProgress(err)
+    try:
+        result = zoo.scan(args.paths, args.output, workers=args.workers, executor=executor, force=args.force,
+                          kernel_sizes=args.kernel_sizes, include=args.include, exclude=args.exclude,
+                          include_pointwise=args.include_pointwise, sparsity_eps=args.sparsity_eps,
+                          progress=progress)
+    finally:
+        if client is not None:
+            client.close()
+    for path, reason in result.failed[:5]:
+        err.write(f"filterwatch: zoo: failed {path}: {reason}\n")
+    if len(result.failed) > 5:
+        err.write(f"filterwatch: zoo: ... and {len(result.failed) - 5} more\n")
+    if not args.quiet or result.failed:
+        err.write(f"filterwatch: zoo scanned {result.scanned} checkpoints ({result.filters:,} filters), "
+                  f"skipped {result.skipped} already in {args.output}, {len(result.failed)} failed"
+                  + (f" (listed in {args.output}/failed.csv)" if result.failed else "") + "\n")
+    return EXIT_FAILED_SOME if result.failed else EXIT_OK
+
+
+def add_zoo(sub: argparse._SubParsersAction, parser_class: type, selection: Callable[..., None],  # type: ignore[type-arg]
+            common: Callable[..., None]) -> None:
+    zoo = sub.add_parser("zoo", help="model zoos: many checkpoints, here or on a Dask cluster")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", parser_class=parser_class, metavar="ACTION")
+    scan = zoo_sub.add_parser("scan", help="measure every checkpoint into a Parquet dataset")
+    scan.add_argument("paths", nargs="+", metavar="MANIFEST.csv|PATH",
+                      help="a CSV manifest (a path column, relative to it, and meta columns), or "
+                           "checkpoint paths and globs")
+    scan.add_argument("--output", "-o", required=True, metavar="ZOO",
+                      help="the zoo folder (layers/*.parquet, failed.csv); a rerun skips what it holds")
+    scan.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: all cores)")
+    scan.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                      help="send each checkpoint to this Dask scheduler's workers instead")
+    scan.add_argument("--force", action="store_true", help="scan again what the zoo already holds")
+    selection(scan)
+    scan.add_argument("--include-pointwise", action="store_true", help="also measure 1x1 layers")
+    scan.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS",
+                      help="a filter is sparse when every |w| < EPS x the layer's max |w| (default 0.01)")
+    common(scan)
+    scan.set_defaults(func=zoo_scan)
