@@ -1,4 +1,4 @@
-"""``filterwatch zoo scan``: the command (the work is :func:`filterwatch.zoo.scan`)."""
+"""``filterwatch zoo scan`` and ``zoo shift``: the commands (the work is in :mod:`filterwatch.zoo`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TextIO
 from ..errors import InputError
 from ..functional.sparsity import check_eps
 
-__all__ = ["add_zoo", "zoo_scan"]
+__all__ = ["add_zoo", "zoo_scan", "zoo_shift"]
 
 EXIT_OK, EXIT_FAILED_SOME = 0, 2
 
@@ -71,6 +71,29 @@ def zoo_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED_SOME if result.failed else EXIT_OK
 
 
+SHIFT_FORMATS = ("table", "json", "markdown")
+
+
+def zoo_shift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pathlib import Path
+
+    from .._atomic import refuse_overwriting_inputs, write_text_atomic
+    from ..zoo import shift
+
+    refuse_overwriting_inputs(args.output, [args.zoo])
+    result = shift(args.zoo, args.by, args.kernel_size)
+    text = {"table": result.to_table, "json": result.to_json, "markdown": result.to_markdown}[args.format]()
+    if args.output:
+        write_text_atomic(Path(args.output), text)
+    else:
+        out.write(text)
+    if not args.quiet:
+        wrote = f"; wrote {args.output}" if args.output else ""
+        err.write(f"filterwatch: zoo shift of {sum(result.n_filters):,} {args.kernel_size} filters in "
+                  f"{len(result.groups)} groups by {args.by}{wrote}\n")
+    return EXIT_OK
+
+
 def add_zoo(sub: argparse._SubParsersAction, parser_class: type, selection: Callable[..., None],  # type: ignore[type-arg]
             common: Callable[..., None]) -> None:
     zoo = sub.add_parser("zoo", help="model zoos: many checkpoints, here or on a Dask cluster")
@@ -91,3 +114,13 @@ def add_zoo(sub: argparse._SubParsersAction, parser_class: type, selection: Call
                       help="a filter is sparse when every |w| < EPS x the layer's max |w| (default 0.01)")
     common(scan)
     scan.set_defaults(func=zoo_scan)
+    shift = zoo_sub.add_parser("shift", help="the paper's study: filter distribution shifts between groups")
+    shift.add_argument("zoo", metavar="ZOO", help="a zoo folder written by `zoo scan`")
+    shift.add_argument("--by", required=True, metavar="COLUMN",
+                       help="a meta column of the manifest, or `depth` (deciles of conv_depth_norm)")
+    shift.add_argument("--kernel-size", default="3x3", metavar="KxK", help="which filters (default 3x3)")
+    shift.add_argument("--format", choices=SHIFT_FORMATS, default="table",
+                       help="table, json (by, kernel_size, groups, n_filters, matrix) or markdown")
+    shift.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
+    common(shift)
+    shift.set_defaults(func=zoo_shift)

@@ -3,6 +3,7 @@
 
 - :func:`scan`: every checkpoint of a manifest measured once into a Parquet dataset, in
   parallel, resumable, failures listed;
+- :func:`shift`: the paper's shift matrix between groups of the zoo's filters;
 - :func:`open`: the scanned zoo as a table.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 from .manifest import Entry, entries
 from .scan import ScanResult, scan
-from .store import Zoo, open_zoo
+from .shift import Shift
+from .store import Zoo, open_zoo, shift
 
 open = open_zoo
 
-__all__ = ["Entry", "ScanResult", "Zoo", "entries", "open", "open_zoo", "scan"]
+__all__ = ["Entry", "ScanResult", "Shift", "Zoo", "entries", "open", "open_zoo", "scan", "shift"]

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..functional.drift import peak_scale
 from ..layers import LayerSelection, format_kernel_size
 from ..report.registry import select
 
@@ -29,11 +30,13 @@ def _plain(v: object) -> object:
 
 
 def checkpoint_rows(file: str, path: str, meta: Mapping[str, str], settings: Mapping[str, Any],
-                    threads: int | None = None) -> list[dict[str, Any]]:
+                    threads: int | None = None) -> tuple[list[dict[str, Any]], bytes]:
     """The rows of one checkpoint: one per conv layer, with ``path`` as written, the layer's
     facts, every measure under its registry name and the manifest's meta columns; none when
     it has conv layers but none that the settings select (another architecture). Raises what
-    loading and ``analyze`` raise (the scan lists it as a failure)."""
+    loading and ``analyze`` raise (the scan lists it as a failure). Also the layers'
+    peak-scaled filters (``f / max|f|``, float32, ``(n, K)`` per layer) as safetensors bytes:
+    what ``zoo shift`` needs, so that no later step reads the checkpoint again."""
     import torch
 
     from ..layers import discover_layers, load_state_dict
@@ -43,20 +46,30 @@ def checkpoint_rows(file: str, path: str, meta: Mapping[str, str], settings: Map
         torch.set_num_threads(threads)
     opts = Settings(settings)
     state = load_state_dict(file)  # read once; a file without conv weights fails here
-    if not discover_layers(state, select=opts.selection()):
-        return []
+    layers = discover_layers(state, select=opts.selection())
+    if not layers:
+        return [], _filters_bytes({})
     report = analyze(state, select=opts.selection(), sparsity_eps=float(opts.get("sparsity_eps", 0.01)))
+    filters = {conv.name: peak_scale(conv.kernel().detach().reshape(-1, conv.kernel_numel)
+                                     .to(torch.float32)).contiguous()
+               for conv in layers if not conv.unavailable}
     rows = []
-    for layer in report.layers:
+    for r in report.layers:
         row: dict[str, Any] = {
-            "path": path, "layer": layer.name, "kind": layer.kind,
-            "kernel_size": format_kernel_size(layer.kernel_size), "shape": list(layer.shape),
-            "n_filters": layer.n_filters, "conv_depth": layer.depth, "conv_depth_norm": layer.depth_norm,
+            "path": path, "layer": r.name, "kind": r.kind, "kernel_size": format_kernel_size(r.kernel_size),
+            "shape": list(r.shape), "n_filters": r.n_filters, "conv_depth": r.depth,
+            "conv_depth_norm": r.depth_norm,
         }
-        row.update({key: _plain(getattr(layer, key)) for key in MEASURES})
+        row.update({key: _plain(getattr(r, key)) for key in MEASURES})
         row.update(meta)
         rows.append(row)
-    return rows
+    return rows, _filters_bytes(filters)
+
+
+def _filters_bytes(filters: Mapping[str, Any]) -> bytes:
+    from safetensors.torch import save
+
+    return save(dict(filters))
 
 
 def schema(meta_columns: Sequence[str]) -> Any:

@@ -1,7 +1,9 @@
 """``filterwatch zoo scan``: every checkpoint of a zoo measured once, one Parquet file each.
 
-The parent process sends each worker a path (never a tensor) and gets plain rows back; it
-writes ``ZOO/layers/<key>.parquet`` atomically (the key: a hash of the path as written), so a
+The parent process sends each worker a path (never a tensor) and gets plain rows back, with
+the layers' peak-scaled filters as bytes (for ``zoo shift``); it writes
+``ZOO/filters/<key>.safetensors`` and then ``ZOO/layers/<key>.parquet``, each atomically
+(the key: a hash of the path as written), so a
 scan killed halfway leaves whole files only and a rerun skips them (``force=True`` scans
 again). Failures are kept in ``ZOO/failed.csv`` (``path,reason``) and the rest of the zoo is
 kept. Memory is one checkpoint per worker plus the rows. Any
@@ -123,6 +125,7 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
     settings.selection()  # bad kernel sizes or patterns: an error now, not one per checkpoint
     root = Path(out)
     (root / "layers").mkdir(parents=True, exist_ok=True)
+    (root / "filters").mkdir(exist_ok=True)
     _zoo_json(root, settings, columns, force)
     todo = [e for e in found if force or not (root / "layers" / part_name(e.path)).is_file()]
     skipped = len(found) - len(todo)
@@ -135,12 +138,17 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
     filters = scanned = 0
     start = time.perf_counter()
 
-    def finish(entry: Entry, rows: list[dict[str, Any]] | None, error: BaseException | None) -> None:
+    def finish(entry: Entry, result: tuple[list[dict[str, Any]], bytes] | None,
+               error: BaseException | None) -> None:
         nonlocal filters, scanned
-        if error is not None or rows is None:
+        if error is not None or result is None:
             failed.append((entry.path, _reason(error, entry.file) if error is not None else "no result"))
         else:
-            _write_part(root / "layers" / part_name(entry.path), rows, columns)
+            rows, scaled = result
+            name = part_name(entry.path)  # the filters first: a table file means both are there
+            write_atomic(root / "filters" / name.replace(".parquet", ".safetensors"),
+                         lambda p: p.write_bytes(scaled))
+            _write_part(root / "layers" / name, rows, columns)
             filters += sum(int(r["n_filters"]) for r in rows)
             scanned += 1
         if progress is not None:
@@ -154,7 +162,7 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
                 except Exception as exc:  # one checkpoint's failure is a row of failed.csv
                     finish(e, None, exc)
         else:
-            futures: dict[Future[list[dict[str, Any]]], Entry] = {
+            futures: dict[Future[tuple[list[dict[str, Any]], bytes]], Entry] = {
                 pool.submit(checkpoint_rows, e.file, e.path, e.meta, dict(settings), threads): e
                 for e in todo}
             for future, e in _as_completed(futures):

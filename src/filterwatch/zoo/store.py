@@ -9,8 +9,9 @@ from typing import Any
 
 from ..errors import InputError
 from .rows import schema
+from .shift import Shift, shift_matrix
 
-__all__ = ["Zoo", "open_zoo"]
+__all__ = ["Zoo", "open_zoo", "shift"]
 
 
 class Zoo:
@@ -39,6 +40,12 @@ class Zoo:
             schema(self.meta_columns).empty_table()
         return table.sort_by([("path", "ascending"), ("conv_depth", "ascending")])
 
+    def shift(self, by: str, kernel_size: str = "3x3") -> Shift:
+        """The paper's shift matrix between the groups of ``by`` (a meta column, or ``depth``:
+        deciles of the normalised depth), over the zoo's filters of ``kernel_size`` (see
+        :mod:`filterwatch.zoo.shift`)."""
+        return shift_matrix(self.folder, self.layers, self.meta_columns, by, kernel_size)
+
     @property
     def failed(self) -> list[tuple[str, str]]:
         path = self.folder / "failed.csv"
@@ -61,3 +68,8 @@ def open_zoo(folder: str | Path) -> Zoo:
         1
     """
     return Zoo(folder)
+
+
+def shift(folder: str | Path, by: str, kernel_size: str = "3x3") -> Shift:
+    """The shift matrix of the zoo in ``folder`` (see :meth:`Zoo.shift`)."""
+    return Zoo(folder).shift(by, kernel_size)
