@@ -148,3 +148,24 @@ def test_manifest_errors_are_one_line(tmp_path: Path) -> None:
     code, _, err = _run("zoo", "scan", str(tmp_path / "*.nothing"), "-o", str(tmp_path / "Z"))
     assert code == 2 and "matches nothing" in err
     assert os.path.isdir(tmp_path / "Z") is False
+
+
+def test_zoo_reference_equals_reference_build_over_those_checkpoints(tmp_path: Path) -> None:
+    from filterwatch.reference import Reference
+
+    manifest = _zoo_files(tmp_path / "models", corrupt=False)
+    zoo.scan([manifest], tmp_path / "Z", workers=1)
+    out = tmp_path / "cls.safetensors"
+    code, _, err = _run("zoo", "reference", str(tmp_path / "Z"), "--where", "task=cls", "-o", str(out), "-q")
+    assert code == 0, err
+    got = Reference.load(out)
+    want = Reference.build([str(tmp_path / "models" / "m0.pt"), str(tmp_path / "models" / "sub" / "m2.ckpt")],
+                           group="kernel")
+    assert sorted(got.groups) == sorted(want.groups)
+    for key, group in want.groups.items():
+        assert torch.allclose(got.groups[key].basis.hist, group.basis.hist)
+        assert got.groups[key].basis.n == group.basis.n
+    code, _, _ = _run("check", str(tmp_path / "models" / "m1.safetensors"), "--reference", str(out), "-q")
+    assert code in (0, 1)  # the reference works with check (0: pass, 1: a rule failed)
+    code, _, err = _run("zoo", "reference", str(tmp_path / "Z"), "--where", "size=big", "-o", str(out), "-q")
+    assert code == 2 and "meta columns of the zoo (task, arch)" in err

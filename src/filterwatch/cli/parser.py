@@ -6,6 +6,7 @@
 - ``filterwatch reference show REF``.
 - ``filterwatch zoo scan MANIFEST.csv -o ZOO [--workers N | --scheduler tcp://HOST:PORT]``.
 - ``filterwatch zoo shift ZOO --by COLUMN|depth [--kernel-size 3x3]``.
+- ``filterwatch zoo reference ZOO [--where COLUMN=VALUE ...] [--group ...] -o REF``.
 
 Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error, 3 an
 internal error (a bug: never 1, so that a crash is never read as a failed gate).
@@ -180,7 +181,7 @@ def _dispatch(argv: list[str], out: TextIO, err: TextIO, debug: bool) -> int:
         args = _build_parser().parse_args(argv)
         func: Command | None = getattr(args, "func", None)
         if func is None:
-            what = {"reference": "an action: build, show", "zoo": "an action: scan, shift"}.get(
+            what = {"reference": "an action: build, show", "zoo": "an action: scan, shift, reference"}.get(
                 args.command, "a command: scan, check, reference, zoo")
             raise _UsageError(f"expected {what} (see 'filterwatch --help')")
         return func(args, out, err)

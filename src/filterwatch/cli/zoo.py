@@ -8,8 +8,9 @@ from typing import TextIO
 
 from ..errors import InputError
 from ..functional.sparsity import check_eps
+from ..reference import GROUPINGS
 
-__all__ = ["add_zoo", "zoo_scan", "zoo_shift"]
+__all__ = ["add_zoo", "zoo_reference", "zoo_scan", "zoo_shift"]
 
 EXIT_OK, EXIT_FAILED_SOME = 0, 2
 
@@ -94,6 +95,35 @@ def zoo_shift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def zoo_reference(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .._atomic import refuse_overwriting_inputs
+    from ..layers import LayerSelection
+    from ..reference import Reference
+    from ..zoo import open_zoo
+
+    where: dict[str, list[str]] = {}
+    for item in args.where:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise InputError(f"`--where` expected COLUMN=VALUE, got {item!r}")
+        where.setdefault(column, []).append(value)
+    zoo = open_zoo(args.zoo)
+    files = zoo.files(where)
+    if not files:
+        raise InputError(f"`--where` expected to choose some checkpoints of {args.zoo}, got none")
+    refuse_overwriting_inputs(args.output, files)
+    s = zoo.settings
+    select = LayerSelection(s.get("kernel_sizes"), s.get("include", []), s.get("exclude", []),
+                            bool(s.get("include_pointwise", False)))
+    ref = Reference.build([str(f) for f in files], group=args.group, select=select)
+    ref.save(args.output)
+    if not args.quiet:
+        n = sum(g.basis.n for g in ref.groups.values())
+        err.write(f"filterwatch: built a {args.group} reference of {len(ref.groups)} groups ({n:,} filters) "
+                  f"from {len(files)} checkpoints of {args.zoo}; wrote {args.output}\n")
+    return EXIT_OK
+
+
 def add_zoo(sub: argparse._SubParsersAction, parser_class: type, selection: Callable[..., None],  # type: ignore[type-arg]
             common: Callable[..., None]) -> None:
     zoo = sub.add_parser("zoo", help="model zoos: many checkpoints, here or on a Dask cluster")
@@ -124,3 +154,13 @@ def add_zoo(sub: argparse._SubParsersAction, parser_class: type, selection: Call
     shift.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
     common(shift)
     shift.set_defaults(func=zoo_shift)
+    ref = zoo_sub.add_parser("reference", help="a population reference from (some of) the zoo's checkpoints")
+    ref.add_argument("zoo", metavar="ZOO", help="a zoo folder written by `zoo scan`")
+    ref.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                     help="only checkpoints with this meta value (repeatable; values of one column: any)")
+    ref.add_argument("--group", choices=GROUPINGS, default="kernel",
+                     help="one distribution per kernel size (default), per depth decile and kernel "
+                          "size, or per layer name (same architecture)")
+    ref.add_argument("--output", "-o", required=True, metavar="REF", help="the reference file (.safetensors)")
+    common(ref)
+    ref.set_defaults(func=zoo_reference)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from ..errors import InputError
 
-__all__ = ["Entry", "entries"]
+__all__ = ["Entry", "base_of", "entries"]
 
 RESERVED = ("path", "layer", "kind", "kernel_size", "n_filters", "conv_depth", "conv_depth_norm", "shape")
 
@@ -49,6 +49,14 @@ def _from_manifest(manifest: Path) -> tuple[list[Entry], list[str]]:
         meta = {c: row.get(c) or "" for c in meta_columns}
         out.append(Entry(written, str(manifest.parent / written), meta))
     return out, meta_columns
+
+
+def base_of(sources: Sequence[str | Path]) -> Path:
+    """The folder that the paths as written are relative to: the manifest's, else the
+    current one (absolute)."""
+    if len(sources) == 1 and str(sources[0]).lower().endswith(".csv"):
+        return Path(sources[0]).resolve().parent
+    return Path.cwd().resolve()
 
 
 def entries(sources: Sequence[str | Path]) -> tuple[list[Entry], list[str]]:

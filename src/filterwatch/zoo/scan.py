@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from .._atomic import write_atomic, write_text_atomic
 from ..errors import InputError
-from .manifest import Entry, entries
+from .manifest import Entry, base_of, entries
 from .rows import Settings, checkpoint_rows, schema
 
 __all__ = ["ScanResult", "part_name", "scan"]
@@ -56,8 +56,9 @@ def part_name(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16] + ".parquet"
 
 
-def _zoo_json(out: Path, settings: Mapping[str, Any], columns: list[str], force: bool) -> None:
-    """Create the zoo's description, or check that a rerun scans with the same settings."""
+def _zoo_json(out: Path, settings: Mapping[str, Any], columns: list[str], force: bool, base: Path) -> None:
+    """Create the zoo's description, or check that a rerun scans with the same settings
+    (``base``: where the paths as written are, kept for ``zoo reference``)."""
     meta = out / "zoo.json"
     want = {"format": ZOO_FORMAT, "settings": dict(settings), "meta_columns": columns}
     if meta.is_file() and not force:
@@ -65,12 +66,12 @@ def _zoo_json(out: Path, settings: Mapping[str, Any], columns: list[str], force:
             have = json.loads(meta.read_text(encoding="utf-8"))
         except ValueError:
             raise InputError(f"{meta}: expected the zoo's description (JSON), got something else") from None
-        if have != want:
+        if {k: have.get(k) for k in want} != want:
             raise InputError(f"`-o` {str(out)!r} holds a zoo scanned with other settings or meta columns "
                              f"({have.get('settings')}, {have.get('meta_columns')}); hint: another "
                              "folder, or --force to scan it again")
         return
-    write_text_atomic(meta, json.dumps(want, indent=2) + "\n")
+    write_text_atomic(meta, json.dumps({**want, "base": str(base)}, indent=2) + "\n")
 
 
 def _write_part(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -126,7 +127,7 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
     root = Path(out)
     (root / "layers").mkdir(parents=True, exist_ok=True)
     (root / "filters").mkdir(exist_ok=True)
-    _zoo_json(root, settings, columns, force)
+    _zoo_json(root, settings, columns, force, base_of(sources))
     todo = [e for e in found if force or not (root / "layers" / part_name(e.path)).is_file()]
     skipped = len(found) - len(todo)
     cores = os.cpu_count() or 1

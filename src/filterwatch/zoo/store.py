@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class Zoo:
         description = json.loads(meta.read_text(encoding="utf-8"))
         self.settings: dict[str, Any] = description["settings"]
         self.meta_columns: list[str] = description["meta_columns"]
+        self.base = Path(description.get("base", "."))  # where the paths as written are
 
     @property
     def layers(self) -> Any:
@@ -45,6 +47,19 @@ class Zoo:
         deciles of the normalised depth), over the zoo's filters of ``kernel_size`` (see
         :mod:`filterwatch.zoo.shift`)."""
         return shift_matrix(self.folder, self.layers, self.meta_columns, by, kernel_size)
+
+    def files(self, where: Mapping[str, Sequence[str]] | None = None) -> list[Path]:
+        """The checkpoint files of the zoo whose meta columns hold one of the values in
+        ``where`` (``{"task": ["cls"]}``), in path order."""
+        where = dict(where or {})
+        unknown = [c for c in where if c not in self.meta_columns]
+        if unknown:
+            known = ", ".join(self.meta_columns) or "none"
+            raise InputError(f"`--where` expected meta columns of the zoo ({known}), got "
+                             f"{', '.join(unknown)}")
+        chosen = sorted({row["path"] for row in self.layers.to_pylist()
+                         if all(str(row[c]) in values for c, values in where.items())})
+        return [self.base / p for p in chosen]
 
     @property
     def failed(self) -> list[tuple[str, str]]:
