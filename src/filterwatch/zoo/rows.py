@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from .._atomic import write_atomic
 from ..functional.drift import peak_scale
 from ..layers import LayerSelection, format_kernel_size
 from ..report.registry import select
@@ -30,13 +32,16 @@ def _plain(v: object) -> object:
 
 
 def checkpoint_rows(file: str, path: str, meta: Mapping[str, str], settings: Mapping[str, Any],
-                    threads: int | None = None) -> tuple[list[dict[str, Any]], bytes]:
+                    threads: int | None = None, filters_to: str | None = None
+                    ) -> tuple[list[dict[str, Any]], bytes]:
     """The rows of one checkpoint: one per conv layer, with ``path`` as written, the layer's
     facts, every measure under its registry name and the manifest's meta columns; none when
     it has conv layers but none that the settings select (another architecture). Raises what
     loading and ``analyze`` raise (the scan lists it as a failure). Also the layers'
-    peak-scaled filters (``f / max|f|``, float32, ``(n, K)`` per layer) as safetensors bytes:
-    what ``zoo shift`` needs, so that no later step reads the checkpoint again."""
+    peak-scaled filters (``f / max|f|``, float32, ``(n, K)`` per layer) as safetensors: what
+    ``zoo shift`` needs, so that no later step reads the checkpoint again. They are written
+    to the file ``filters_to`` (atomically) where the worker sees the zoo's folder, and
+    returned as bytes otherwise (a cluster without a shared file system)."""
     import torch
 
     from ..layers import discover_layers, load_state_dict
@@ -48,7 +53,7 @@ def checkpoint_rows(file: str, path: str, meta: Mapping[str, str], settings: Map
     state = load_state_dict(file)  # read once; a file without conv weights fails here
     layers = discover_layers(state, select=opts.selection())
     if not layers:
-        return [], _filters_bytes({})
+        return [], _keep_filters({}, filters_to)
     report = analyze(state, select=opts.selection(), sparsity_eps=float(opts.get("sparsity_eps", 0.01)))
     filters = {conv.name: peak_scale(conv.kernel().detach().reshape(-1, conv.kernel_numel)
                                      .to(torch.float32)).contiguous()
@@ -63,13 +68,18 @@ def checkpoint_rows(file: str, path: str, meta: Mapping[str, str], settings: Map
         row.update({key: _plain(getattr(r, key)) for key in MEASURES})
         row.update(meta)
         rows.append(row)
-    return rows, _filters_bytes(filters)
+    return rows, _keep_filters(filters, filters_to)
 
 
-def _filters_bytes(filters: Mapping[str, Any]) -> bytes:
+def _keep_filters(filters: Mapping[str, Any], filters_to: str | None) -> bytes:
+    """The filters as safetensors bytes, or written to ``filters_to`` (then ``b""``)."""
     from safetensors.torch import save
 
-    return save(dict(filters))
+    data = save(dict(filters))
+    if filters_to is None:
+        return data
+    write_atomic(Path(filters_to), lambda p: p.write_bytes(data))
+    return b""
 
 
 def schema(meta_columns: Sequence[str]) -> Any:

@@ -74,6 +74,10 @@ def _zoo_json(out: Path, settings: Mapping[str, Any], columns: list[str], force:
     write_text_atomic(meta, json.dumps({**want, "base": str(base)}, indent=2) + "\n")
 
 
+def _filters_file(root: Path, entry: Entry) -> Path:
+    return (root / "filters" / part_name(entry.path)).with_suffix(".safetensors")
+
+
 def _write_part(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -147,8 +151,8 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
         else:
             rows, scaled = result
             name = part_name(entry.path)  # the filters first: a table file means both are there
-            write_atomic(root / "filters" / name.replace(".parquet", ".safetensors"),
-                         lambda p: p.write_bytes(scaled))
+            if scaled:  # a worker that could not write them itself sent them
+                write_atomic(_filters_file(root, entry), lambda p: p.write_bytes(scaled))
             _write_part(root / "layers" / name, rows, columns)
             filters += sum(int(r["n_filters"]) for r in rows)
             scanned += 1
@@ -159,12 +163,14 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
         if pool is None:
             for e in todo:
                 try:
-                    finish(e, checkpoint_rows(e.file, e.path, e.meta, settings), None)
+                    finish(e, checkpoint_rows(e.file, e.path, e.meta, settings, None,
+                                              str(_filters_file(root, e))), None)
                 except Exception as exc:  # one checkpoint's failure is a row of failed.csv
                     finish(e, None, exc)
         else:
             futures: dict[Future[tuple[list[dict[str, Any]], bytes]], Entry] = {
-                pool.submit(checkpoint_rows, e.file, e.path, e.meta, dict(settings), threads): e
+                pool.submit(checkpoint_rows, e.file, e.path, e.meta, dict(settings), threads,
+                            str(_filters_file(root, e)) if own else None): e
                 for e in todo}
             for future, e in _as_completed(futures):
                 try:

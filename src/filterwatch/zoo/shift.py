@@ -100,7 +100,7 @@ def _filters(folder: Path, members: dict[str, dict[str, str]]) -> Iterator[tuple
     from safetensors import safe_open
 
     for path, layers in sorted(members.items()):
-        file = folder / "filters" / part_name(path).replace(".parquet", ".safetensors")
+        file = (folder / "filters" / part_name(path)).with_suffix(".safetensors")
         if not file.is_file():
             raise InputError(f"{folder}: the filters of {path!r} are missing; hint: scan it again "
                              "(filterwatch zoo scan ... --force)")
