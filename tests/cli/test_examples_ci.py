@@ -57,3 +57,16 @@ def test_scan_spectral_adds_the_spectral_columns(checkpoints: dict[str, Path]) -
     assert code == 0 and "cond" in out and "Lip bound" in out and "Lipschitz bound of the conv stack" in out
     code, out, _ = _run("scan", str(checkpoints["pt"]), "--input-size", "8x8", "-q", "--format", "json")
     assert code == 0 and '"lipschitz":' in out and '"input_size": [' in out
+
+
+@pytest.mark.slow
+def test_zoo_study_example_draws_the_shift_matrix(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "examples/zoo_study.py"), "--out", str(tmp_path),
+                           "--per-group", "1", "--epochs", "2"], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scanned 6 checkpoints" in done.stdout and "0 failed" in done.stdout
+    table = [line.split() for line in done.stdout.splitlines()
+             if line.startswith(("digits", "parity", "random"))]
+    assert [row[0] for row in table] == ["digits", "parity", "random"]
+    assert (tmp_path / "shift_by_task.png").read_bytes().startswith(b"\x89PNG")
