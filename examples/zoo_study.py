@@ -19,6 +19,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from filterwatch import zoo
+from filterwatch.zoo.picture import shift_png
 
 
 def _cnn(widths: tuple[int, ...]) -> nn.Sequential:
@@ -64,24 +65,6 @@ def build_zoo(folder: Path, per_group: int, epochs: int) -> Path:
     return folder / "zoo.csv"
 
 
-def draw(shift: zoo.Shift, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.6, 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(shift.matrix, cmap="magma")
-    ax.set_xticks(range(len(shift.groups)), shift.groups)
-    ax.set_yticks(range(len(shift.groups)), shift.groups)
-    top = max(map(max, shift.matrix))
-    for i, row in enumerate(shift.matrix):
-        for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < top / 2 else "black",
-                    fontsize=9)
-    ax.set_title(f"{shift.kernel_size} filter shift by {shift.by} (nats)", fontsize=10)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.savefig(path, dpi=110)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/zoo_study", help="where the zoo and the picture go")
@@ -95,7 +78,7 @@ def main() -> None:
           f"{result.skipped} already in the zoo, {len(result.failed)} failed")
     shift = zoo.open(out / "zoo").shift(by="task")
     print(shift.to_table(), end="")
-    draw(shift, out / "shift_by_task.png")
+    (out / "shift_by_task.png").write_bytes(shift_png(shift))  # the matrix and its boxplot
     print(f"wrote {out / 'shift_by_task.png'}")
 
 

@@ -107,6 +107,14 @@ def test_shift_command_formats_and_errors(tmp_path: Path) -> None:
     assert len(data["matrix"]) == 2 and data["n_filters"][0] > 0
     code, out, _ = _run("zoo", "shift", str(tmp_path / "Z"), "--by", "task", "--format", "markdown", "-q")
     assert code == 0 and out.startswith("| task | filters | random | trained |")
+    picture = tmp_path / "shift.png"
+    zoo_dir = str(tmp_path / "Z")
+    code, _, err = _run("zoo", "shift", zoo_dir, "--by", "task", "--format", "png", "-o", str(picture))
+    assert code == 0 and picture.read_bytes().startswith(b"\x89PNG"), err
+    code, out, _ = _run("zoo", "shift", str(tmp_path / "Z"), "--by", "depth", "--format", "html", "-q")
+    assert code == 0 and out.startswith("<!doctype html>") and "<svg" in out and "<script" not in out
+    code, _, err = _run("zoo", "shift", str(tmp_path / "Z"), "--by", "task", "--format", "png", "-q")
+    assert code == 2 and "--output" in err
     code, _, err = _run("zoo", "shift", str(tmp_path / "Z"), "--by", "nope", "-q")
     assert code == 2 and "meta column of the zoo (task)" in err
     code, _, err = _run("zoo", "shift", str(tmp_path / "Z"), "--by", "task", "--kernel-size", "7x7", "-q")

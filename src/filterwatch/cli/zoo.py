@@ -72,22 +72,35 @@ def zoo_scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED_SOME if result.failed else EXIT_OK
 
 
-SHIFT_FORMATS = ("table", "json", "markdown")
+SHIFT_FORMATS = ("table", "json", "markdown", "html", "png")
 
 
 def zoo_shift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pathlib import Path
 
-    from .._atomic import refuse_overwriting_inputs, write_text_atomic
+    from .._atomic import refuse_overwriting_inputs, write_atomic, write_text_atomic
     from ..zoo import shift
 
     refuse_overwriting_inputs(args.output, [args.zoo])
+    if args.format == "png" and not args.output:
+        raise InputError("`--format png` expected --output FILE.png, got none (a picture is not for stdout)")
     result = shift(args.zoo, args.by, args.kernel_size)
-    text = {"table": result.to_table, "json": result.to_json, "markdown": result.to_markdown}[args.format]()
-    if args.output:
-        write_text_atomic(Path(args.output), text)
+    if args.format in ("html", "png"):
+        from ..zoo.picture import shift_html, shift_png
+
+        if args.format == "png":
+            data = shift_png(result)
+            write_atomic(Path(args.output), lambda p: p.write_bytes(data))
+        else:
+            text = shift_html(result)
     else:
-        out.write(text)
+        render = {"table": result.to_table, "json": result.to_json, "markdown": result.to_markdown}
+        text = render[args.format]()
+    if args.format != "png":
+        if args.output:
+            write_text_atomic(Path(args.output), text)
+        else:
+            out.write(text)
     if not args.quiet:
         wrote = f"; wrote {args.output}" if args.output else ""
         err.write(f"filterwatch: zoo shift of {sum(result.n_filters):,} {args.kernel_size} filters in "
@@ -150,7 +163,8 @@ def add_zoo(sub: argparse._SubParsersAction, parser_class: type, selection: Call
                        help="a meta column of the manifest, or `depth` (deciles of conv_depth_norm)")
     shift.add_argument("--kernel-size", default="3x3", metavar="KxK", help="which filters (default 3x3)")
     shift.add_argument("--format", choices=SHIFT_FORMATS, default="table",
-                       help="table, json (by, kernel_size, groups, n_filters, matrix) or markdown")
+                       help="table, json (by, kernel_size, groups, n_filters, matrix), markdown, or the "
+                            "paper's picture: a self-contained html page or a png (with -o)")
     shift.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
     common(shift)
     shift.set_defaults(func=zoo_shift)
