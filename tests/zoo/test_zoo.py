@@ -169,3 +169,43 @@ def test_zoo_reference_equals_reference_build_over_those_checkpoints(tmp_path: P
     assert code in (0, 1)  # the reference works with check (0: pass, 1: a rule failed)
     code, _, err = _run("zoo", "reference", str(tmp_path / "Z"), "--where", "size=big", "-o", str(out), "-q")
     assert code == 2 and "meta columns of the zoo (task, arch)" in err
+
+
+@pytest.mark.slow
+def test_a_scan_killed_for_real_resumes_without_rewriting_finished_files(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a scan (no clean-up runs): every table file left is whole, and
+    the same command again finishes the rest and leaves those files as they were."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    lines = ["path"]
+    for i in range(12):
+        torch.manual_seed(i)
+        net = nn.Sequential(nn.Conv2d(3, 128, 3), nn.Conv2d(128, 256, 3), nn.Conv2d(256, 256, 3))
+        torch.save(net.state_dict(), folder / f"m{i:02d}.pt")
+        lines.append(f"m{i:02d}.pt")
+    (folder / "zoo.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "Z"
+    argv = [sys.executable, "-m", "filterwatch", "zoo", "scan", str(folder / "zoo.csv"), "-o", str(out),
+            "--workers", "1", "-q"]
+    proc = subprocess.Popen(argv)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((out / "layers").glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted((out / "layers").glob("*.parquet"))
+    assert 2 <= len(done) < 12, "the scan was not killed halfway"
+    for part in done:
+        assert pq.read_table(part).num_rows == 3  # whole files only
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in done}
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in done} == before
+    assert zoo.open(out).layers.num_rows == 36
