@@ -166,3 +166,19 @@ def test_reference_from_onnx_files_works_with_check(tmp_path: Path) -> None:
     assert code in (0, 1), err
     report = analyze(str(path))
     assert [layer.name for layer in report.layers] == ["conv0", "conv1", "conv2"]
+
+
+def test_groups_and_transposed_convs_come_from_the_graph(tmp_path: Path) -> None:
+    """What a state_dict cannot say, the graph does: a depthwise conv's groups and a
+    ConvTranspose's layout, so the report has the module's own shape and groups."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3, groups=16),
+                          nn.Conv2d(16, 32, 3, groups=4), nn.ConvTranspose2d(32, 8, 3, groups=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(tmp_path / "m.onnx"), dynamo=False)
+    got, want = analyze(str(tmp_path / "m.onnx")), analyze(model)
+    for a, b in zip(got.layers, want.layers, strict=True):
+        assert (a.name, a.groups, a.shape) == (b.name, b.groups, b.shape)
+        assert a.variance_entropy == pytest.approx(b.variance_entropy, rel=1e-9)
+    assert "transposed" in got.layers[3].kind

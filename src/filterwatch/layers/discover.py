@@ -18,6 +18,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from ..errors import InputError, NoConvLayersError
 from . import sharded
+from .facts import LayerFacts
 from .selection import LayerSelection, check_selection, format_kernel_size
 from .wrapped import effective_weights
 
@@ -168,6 +169,9 @@ def _unavailable(t: torch.Tensor) -> str:
 
 def _state_dict_entries(state: Mapping[str, object], selection: LayerSelection) -> Iterable[_Entry]:
     tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    # what the file said beyond the tensors (an ONNX graph: groups, ConvTranspose)
+    groups = state.groups if isinstance(state, LayerFacts) else {}
+    said_transposed = state.transposed if isinstance(state, LayerFacts) else set()
     wrapped = effective_weights(tensors)
     for key, value in tensors.items():
         if key in wrapped:  # pruning / weight_norm / spectral_norm parts: the rebuilt kernel
@@ -185,9 +189,9 @@ def _state_dict_entries(state: Mapping[str, object], selection: LayerSelection) 
         if value.layout != torch.strided:  # sparse weights: measure the dense kernel
             value = value.to_dense()
         name = strip_wrapper_prefix(name)
-        transposed = selection.is_transposed(name)
+        transposed = selection.is_transposed(name) or name in said_transposed
         kind = "tensor" + "".join(f" ({x})" for x in (how, "transposed" if transposed else "") if x)
-        yield _Entry(name, tuple(int(s) for s in value.shape[2:]), None, kind,
+        yield _Entry(name, tuple(int(s) for s in value.shape[2:]), groups.get(name), kind,
                      transposed=transposed, tensor=value, unavailable=_unavailable(value))
 
 

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InputError, NoConvLayersError
 from .discover import discover_layers
+from .facts import LayerFacts
 from .selection import LayerSelection
 
 __all__ = ["describe_source", "load_state_dict", "natural_key"]
@@ -208,9 +209,10 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
     if not p.exists():
         raise InputError(f"`path` expected an existing file, got {str(p)!r} (no such file)")
     files, indexed = _model_files(p) if p.is_dir() else ([p], {})
+    parts = [_load_file(file) for file in files]
     state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(_load_file(file))
+    for part in parts:
+        state.update(part)
     missing = [name for name in indexed if name not in state]
     if missing:  # transformers would initialise these layers at random: not this checkpoint
         raise InputError(
@@ -219,6 +221,10 @@ def load_state_dict(path: str | Path, *, require_conv: bool = True) -> dict[str,
             "stale or was replaced: download or save the checkpoint again")
     if len(files) > 1:  # shards: the model's order across them, as within one file
         state = {k: state[k] for k in sorted(state, key=natural_key)}
+    facts = [part for part in parts if isinstance(part, LayerFacts)]
+    if facts:  # what the file said beyond its tensors (ONNX: groups, ConvTranspose)
+        state = LayerFacts(state, {k: v for f in facts for k, v in f.groups.items()},
+                           set().union(*(f.transposed for f in facts)))
     if require_conv and not discover_layers(state, select=LayerSelection.everything()):
         floats = sum(1 for v in state.values() if v.is_floating_point())
         raise NoConvLayersError(

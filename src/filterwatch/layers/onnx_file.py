@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from .facts import LayerFacts
 
 __all__ = ["load_onnx"]
 
@@ -146,8 +147,9 @@ def _dequantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None,
     return ((xf - z) * s).to(torch.float32)
 
 
-def load_onnx(path: Path) -> dict[str, torch.Tensor]:
-    """The conv weights of an ONNX model as ``{"<layer>.weight": tensor}``, in graph order.
+def load_onnx(path: Path) -> LayerFacts:
+    """The conv weights of an ONNX model as ``{"<layer>.weight": tensor}``, in graph order,
+    with each layer's groups (the node's ``group`` attribute) and which are ConvTranspose.
 
     Raises:
         InputError: not an ONNX model, external data outside its folder, a ``ConvInteger``
@@ -156,6 +158,8 @@ def load_onnx(path: Path) -> dict[str, torch.Tensor]:
     model = _read(path)
     graph = _Graph(model, path)
     state: dict[str, torch.Tensor] = {}
+    groups: dict[str, int] = {}
+    transposed: set[str] = set()
     for node in model.graph.node:
         if node.op_type == "ConvInteger":
             raise InputError(
@@ -187,4 +191,8 @@ def load_onnx(path: Path) -> dict[str, torch.Tensor]:
         while key in state:  # a weight shared by two nodes, or two nameless nodes
             key = f"{name}.{len(state)}.weight"
         state[key] = weight
-    return state
+        layer = key.removesuffix(".weight")
+        groups[layer] = next((int(a.i) for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "ConvTranspose":
+            transposed.add(layer)
+    return LayerFacts(state, groups, transposed)
