@@ -72,13 +72,12 @@ def checkpoint_rows(file: str, path: str, meta: Mapping[str, str], settings: Map
 
 
 def _keep_filters(filters: Mapping[str, Any], filters_to: str | None) -> bytes:
-    """The filters as safetensors bytes, or written to ``filters_to`` (then ``b""``)."""
-    from safetensors.torch import save
+    """The filters as safetensors bytes, or written straight to ``filters_to`` (then ``b""``)."""
+    from safetensors.torch import save, save_file
 
-    data = save(dict(filters))
     if filters_to is None:
-        return data
-    write_atomic(Path(filters_to), lambda p: p.write_bytes(data))
+        return save(dict(filters))
+    write_atomic(Path(filters_to), lambda p: save_file(dict(filters), str(p)))
     return b""
 
 
