@@ -113,9 +113,12 @@ def first_rows(manifest: Path, tmp: Path) -> int:
 
 
 @pytest.mark.slow
-def test_two_local_workers_give_the_same_table(tmp_path: Path) -> None:
+def test_two_local_workers_give_the_same_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from filterwatch.zoo import scan as scan_module
+
     manifest = _zoo_files(tmp_path / "models", corrupt=False)
     zoo.scan([manifest], tmp_path / "one", workers=1)
+    monkeypatch.setattr(scan_module, "_RECYCLE", 1)  # fresh workers after every checkpoint each
     two = zoo.scan([manifest], tmp_path / "two", workers=2)
     assert two.scanned == 4
     assert _rows(zoo.open(tmp_path / "one").layers) == _rows(zoo.open(tmp_path / "two").layers)

@@ -94,11 +94,15 @@ def _write_failed(out: Path, failed: list[tuple[str, str]]) -> None:
     write_text_atomic(out / "failed.csv", buf.getvalue())
 
 
+_RECYCLE = 100  # checkpoints a local worker scans before it is replaced by a fresh one
+
+
 def _local_pool(workers: int) -> ProcessPoolExecutor:
-    """Spawned workers (no forked torch state), recycled every 50 checkpoints (memory stays
-    bounded whatever a checkpoint leaves behind)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               max_tasks_per_child=50)
+    """Spawned workers (no forked torch state). They are recycled by :func:`scan`, which
+    starts a fresh pool every ``_RECYCLE`` checkpoints a worker (memory stays bounded whatever
+    a checkpoint leaves behind); ``max_tasks_per_child`` is not used: Python 3.11's pool hangs
+    when its workers retire that way."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _reason(exc: BaseException, file: str) -> str:
@@ -137,7 +141,6 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
     cores = os.cpu_count() or 1
     n = max(1, min(workers or cores, len(todo) or 1))
     own = executor is None and n > 1
-    pool = _local_pool(n) if own else executor
     threads = max(1, cores // n) if own else None
     failed: list[tuple[str, str]] = []
     filters = scanned = 0
@@ -159,27 +162,36 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
         if progress is not None:
             progress(scanned + len(failed), len(todo), filters, time.perf_counter() - start)
 
+    def run(pool: Executor, batch: list[Entry]) -> None:
+        futures: dict[Future[tuple[list[dict[str, Any]], bytes]], Entry] = {
+            pool.submit(checkpoint_rows, e.file, e.path, e.meta, dict(settings), threads,
+                        str(_filters_file(root, e)) if own else None): e
+            for e in batch}
+        for future, e in _as_completed(futures):
+            try:
+                finish(e, future.result(), None)
+            except Exception as exc:  # one checkpoint's failure is a row of failed.csv
+                finish(e, None, exc)
+
     try:
-        if pool is None:
+        if executor is not None:
+            run(executor, todo)
+        elif own:
+            step = _RECYCLE * n
+            for i in range(0, len(todo), step):  # fresh workers for every step checkpoints
+                pool = _local_pool(n)
+                try:
+                    run(pool, todo[i:i + step])
+                finally:
+                    pool.shutdown(cancel_futures=True)
+        else:
             for e in todo:
                 try:
                     finish(e, checkpoint_rows(e.file, e.path, e.meta, settings, None,
                                               str(_filters_file(root, e))), None)
-                except Exception as exc:  # one checkpoint's failure is a row of failed.csv
-                    finish(e, None, exc)
-        else:
-            futures: dict[Future[tuple[list[dict[str, Any]], bytes]], Entry] = {
-                pool.submit(checkpoint_rows, e.file, e.path, e.meta, dict(settings), threads,
-                            str(_filters_file(root, e)) if own else None): e
-                for e in todo}
-            for future, e in _as_completed(futures):
-                try:
-                    finish(e, future.result(), None)
                 except Exception as exc:
                     finish(e, None, exc)
     finally:
-        if own and pool is not None:
-            pool.shutdown(cancel_futures=True)
         _write_failed(root, failed)
     return ScanResult(scanned, skipped, failed, filters)
 
