@@ -114,7 +114,9 @@ def first_rows(manifest: Path, tmp: Path) -> int:
 
 @pytest.mark.slow
 def test_two_local_workers_give_the_same_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from filterwatch.zoo import scan as scan_module
+    import importlib
+
+    scan_module = importlib.import_module("filterwatch.zoo.scan")  # the module, not the function
 
     manifest = _zoo_files(tmp_path / "models", corrupt=False)
     zoo.scan([manifest], tmp_path / "one", workers=1)
