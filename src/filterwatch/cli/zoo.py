@@ -110,9 +110,9 @@ def zoo_shift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def zoo_reference(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .._atomic import refuse_overwriting_inputs
-    from ..layers import LayerSelection
     from ..reference import Reference
     from ..zoo import open_zoo
+    from ..zoo.rows import Settings
 
     where: dict[str, list[str]] = {}
     for item in args.where:
@@ -125,9 +125,7 @@ def zoo_reference(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not files:
         raise InputError(f"`--where` expected to choose some checkpoints of {args.zoo}, got none")
     refuse_overwriting_inputs(args.output, files)
-    s = zoo.settings
-    select = LayerSelection(s.get("kernel_sizes"), s.get("include", []), s.get("exclude", []),
-                            bool(s.get("include_pointwise", False)))
+    select = Settings(zoo.settings).selection()  # the layers the zoo was scanned with
     ref = Reference.build([str(f) for f in files], group=args.group, select=select)
     ref.save(args.output)
     if not args.quiet:

@@ -17,8 +17,8 @@ its passes in the cache: batching ResNet-50's layers took 164 ms instead of 55; 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Generic, NamedTuple, TypeVar
 
 import torch
 
@@ -33,33 +33,46 @@ _CHUNK = 256  # filters per chunk: the padding a small set pays, against the pro
 _TINY = 2.0**-64  # a filter peak below this is rescaled by drift(): left to it
 
 
-# Each reference's Frame and round-off bound, made set by set exactly as drift() makes them;
-# kept for the references seen last (a monitor compares with the same ones every snapshot).
-# The value holds the reference itself, so its id cannot be reused while the entry lives.
-_Made = tuple[DriftBasis, Frame, torch.Tensor, float]  # the reference, its frame, offsets, round-off
-_FRAMES: OrderedDict[tuple[int, torch.dtype, torch.device], _Made] = OrderedDict()
-_FRAMES_KEPT = 1024
+T = TypeVar("T")
+
+
+class _PerReferences(Generic[T]):
+    """What is made from a list of references, kept for the lists seen last (a monitor
+    compares with the same references at every snapshot). Keyed by the references' ids; each
+    entry holds the references themselves, so no id can be reused while it lives."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self.entries: OrderedDict[tuple[object, ...], tuple[tuple[DriftBasis, ...], T]] = OrderedDict()
+
+    def get(self, refs: Sequence[DriftBasis], extra: tuple[object, ...], make: Callable[[], T]) -> T:
+        key = (tuple(id(r) for r in refs), *extra)
+        hit = self.entries.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], refs, strict=True)):
+            self.entries.move_to_end(key)
+            return hit[1]
+        value = make()
+        self.entries[key] = (tuple(refs), value)
+        while len(self.entries) > self.kept:
+            self.entries.popitem(last=False)
+        return value
+
+
+_Made = tuple[Frame, torch.Tensor, float]  # a reference's frame, offsets, round-off bound
+_Stacked = tuple[list[Frame], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+_FRAMES: _PerReferences[_Made] = _PerReferences(1024)
+_STACKS: _PerReferences[_Stacked] = _PerReferences(64)
+_HOST: _PerReferences[tuple[torch.Tensor, torch.Tensor]] = _PerReferences(64)
 
 
 def _frame(ref: DriftBasis, dtype: torch.dtype, device: torch.device) -> _Made:
-    key = (id(ref), dtype, device)
-    hit = _FRAMES.get(key)
-    if hit is not None and hit[0] is ref:
-        _FRAMES.move_to_end(key)
-        return hit
-    frame = Frame(ref.mean.to(device, torch.float64), ref.basis.to(device, torch.float64), ref.lo, ref.hi,
-                  int(ref.hist.shape[1]))
-    made = _FRAMES[key] = (ref, frame, frame.offset, _roundoff(dtype, frame))
-    while len(_FRAMES) > _FRAMES_KEPT:
-        _FRAMES.popitem(last=False)
-    return made
+    """The reference's Frame and round-off bound, made exactly as drift() makes them."""
+    def make() -> _Made:
+        frame = Frame(ref.mean.to(device, torch.float64), ref.basis.to(device, torch.float64), ref.lo,
+                      ref.hi, int(ref.hist.shape[1]))
+        return frame, frame.offset, _roundoff(dtype, frame)
 
-
-_Stacked = tuple[list[Frame], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-# the stacked frames of the sets compared together last (the value holds the references)
-_STACKS: OrderedDict[tuple[tuple[int, ...], torch.dtype, torch.device],
-                     tuple[tuple[DriftBasis, ...], _Stacked]] = OrderedDict()
-_STACKS_KEPT = 64
+    return _FRAMES.get([ref], (dtype, device), make)
 
 
 def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device) -> _Stacked:
@@ -68,41 +81,21 @@ def _frames(refs: Sequence[DriftBasis], dtype: torch.dtype, device: torch.device
     and, stacked: basis ``(L, K, K)`` and offset ``(L, K)`` in float64, bins per unit ``(L,)``,
     round-off bounds ``(L,)``. Kept per list of references, so a snapshot that compares with
     the same ones again (a captured one, above all) copies nothing from the host."""
-    key = (tuple(id(r) for r in refs), dtype, device)
-    hit = _STACKS.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], refs, strict=True)):
-        _STACKS.move_to_end(key)
-        return hit[1]
-    made = [_frame(r, dtype, device) for r in refs]
-    frames = [m[1] for m in made]
-    basis = torch.stack([fr.basis for fr in frames])
-    offset = torch.stack([m[2] for m in made])
-    scale = torch.tensor([fr.scale for fr in frames], dtype=torch.float64, device=device)
-    tol = torch.tensor([m[3] for m in made], dtype=torch.float64, device=device)
-    stacked = (frames, basis, offset, scale, tol)
-    _STACKS[key] = (tuple(refs), stacked)
-    while len(_STACKS) > _STACKS_KEPT:
-        _STACKS.popitem(last=False)
-    return stacked
+    def make() -> _Stacked:
+        made = [_frame(r, dtype, device) for r in refs]
+        frames = [m[0] for m in made]
+        return (frames, torch.stack([fr.basis for fr in frames]), torch.stack([m[1] for m in made]),
+                torch.tensor([fr.scale for fr in frames], dtype=torch.float64, device=device),
+                torch.tensor([m[2] for m in made], dtype=torch.float64, device=device))
+
+    return _STACKS.get(refs, (dtype, device), make)
 
 
-# the references' histograms and explained-variance ratios on the host, stacked, for the sets
-# compared together last (a captured snapshot reads them at every replay: no copy each time)
-_HOST: OrderedDict[tuple[int, ...], tuple[tuple[DriftBasis, ...], torch.Tensor, torch.Tensor]] = OrderedDict()
-
-
-def _host_terms(refs: Sequence[DriftBasis]) -> tuple[tuple[DriftBasis, ...], torch.Tensor, torch.Tensor]:
-    key = tuple(id(r) for r in refs)
-    hit = _HOST.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], refs, strict=True)):
-        _HOST.move_to_end(key)
-        return hit
-    made = (tuple(refs), torch.stack([r.hist.to("cpu", torch.float64) for r in refs]),
-            torch.stack([r.explained.to("cpu", torch.float64) for r in refs]))
-    _HOST[key] = made
-    while len(_HOST) > _STACKS_KEPT:
-        _HOST.popitem(last=False)
-    return made
+def _host_terms(refs: Sequence[DriftBasis]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The references' histograms and explained-variance ratios on the host, stacked (a
+    captured snapshot reads them at every replay: no copy each time)."""
+    return _HOST.get(refs, (), lambda: (torch.stack([r.hist.to("cpu", torch.float64) for r in refs]),
+                                        torch.stack([r.explained.to("cpu", torch.float64) for r in refs])))
 
 
 def _usable(f: torch.Tensor, peak: torch.Tensor, owner: torch.Tensor, size: int, tol: torch.Tensor
@@ -275,7 +268,7 @@ def drift_from_counts(fixed: FixedCounts, references: Sequence[DriftBasis]) -> l
     counts, bad, worst = (t.to("cpu", torch.float64) for t in fixed)
     exponent = torch.frexp(worst).exponent
     ok = ((bad == 0) & ((exponent.abs() <= _SAFE_EXPONENT) | (worst == 0))).tolist()
-    _, ref, explained = _host_terms(references)
+    ref, explained = _host_terms(references)
     components = explained * _symmetric_kl(ref, counts)
     values = components.sum(dim=1).tolist()
     return [DriftResult(v, components[i], counts[i]) if ok[i] else None for i, v in enumerate(values)]

@@ -30,7 +30,7 @@ from ..errors import InputError
 from .manifest import Entry, base_of, entries
 from .rows import Settings, checkpoint_rows, schema
 
-__all__ = ["ScanResult", "part_name", "scan"]
+__all__ = ["ScanResult", "filters_file", "part_name", "scan"]
 
 ZOO_FORMAT = 1
 Progress = Callable[[int, int, int, float], None]  # done, total, filters so far, seconds
@@ -74,8 +74,9 @@ def _zoo_json(out: Path, settings: Mapping[str, Any], columns: list[str], force:
     write_text_atomic(meta, json.dumps({**want, "base": str(base)}, indent=2) + "\n")
 
 
-def _filters_file(root: Path, entry: Entry) -> Path:
-    return (root / "filters" / part_name(entry.path)).with_suffix(".safetensors")
+def filters_file(root: Path, path: str) -> Path:
+    """Where the zoo in ``root`` keeps the peak-scaled filters of the checkpoint ``path``."""
+    return (root / "filters" / part_name(path)).with_suffix(".safetensors")
 
 
 def _write_part(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -155,7 +156,7 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
             rows, scaled = result
             name = part_name(entry.path)  # the filters first: a table file means both are there
             if scaled:  # a worker that could not write them itself sent them
-                write_atomic(_filters_file(root, entry), lambda p: p.write_bytes(scaled))
+                write_atomic(filters_file(root, entry.path), lambda p: p.write_bytes(scaled))
             _write_part(root / "layers" / name, rows, columns)
             filters += sum(int(r["n_filters"]) for r in rows)
             scanned += 1
@@ -165,7 +166,7 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
     def run(pool: Executor, batch: list[Entry]) -> None:
         futures: dict[Future[tuple[list[dict[str, Any]], bytes]], Entry] = {
             pool.submit(checkpoint_rows, e.file, e.path, e.meta, dict(settings), threads,
-                        str(_filters_file(root, e)) if own else None): e
+                        str(filters_file(root, e.path)) if own else None): e
             for e in batch}
         for future, e in _as_completed(futures):
             try:
@@ -188,7 +189,7 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
             for e in todo:
                 try:
                     finish(e, checkpoint_rows(e.file, e.path, e.meta, settings, None,
-                                              str(_filters_file(root, e))), None)
+                                              str(filters_file(root, e.path))), None)
                 except Exception as exc:
                     finish(e, None, exc)
     finally:

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError
 from ..functional.drift import BINS, _sign_fix, _symmetric_kl
-from .scan import part_name
+from .scan import filters_file
 
 __all__ = ["DEPTH", "Shift", "depth_decile", "shift_matrix"]
 
@@ -100,7 +100,7 @@ def _filters(folder: Path, members: dict[str, dict[str, str]]) -> Iterator[tuple
     from safetensors import safe_open
 
     for path, layers in sorted(members.items()):
-        file = (folder / "filters" / part_name(path)).with_suffix(".safetensors")
+        file = filters_file(folder, path)
         if not file.is_file():
             raise InputError(f"{folder}: the filters of {path!r} are missing; hint: scan it again "
                              "(filterwatch zoo scan ... --force)")
