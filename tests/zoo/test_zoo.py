@@ -153,6 +153,9 @@ def test_manifest_errors_are_one_line(tmp_path: Path) -> None:
     code, _, err = _run("zoo", "scan", str(tmp_path / "*.nothing"), "-o", str(tmp_path / "Z"))
     assert code == 2 and "matches nothing" in err
     assert os.path.isdir(tmp_path / "Z") is False
+    (tmp_path / "a.pt").write_bytes(b"")
+    code, _, err = _run("zoo", "scan", str(tmp_path / "a.pt"), "-o", str(tmp_path / "a.pt"))
+    assert code == 2 and "expected a zoo folder, got the file" in err
 
 
 def test_zoo_reference_equals_reference_build_over_those_checkpoints(tmp_path: Path) -> None:
@@ -214,3 +217,13 @@ def test_a_scan_killed_for_real_resumes_without_rewriting_finished_files(tmp_pat
     assert again.returncode == 0, again.stderr
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in done} == before
     assert zoo.open(out).layers.num_rows == 36
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo, "scan", interrupted)
+    manifest = _zoo_files(tmp_path / "models", corrupt=False)
+    code, _, err = _run("zoo", "scan", str(manifest), "-o", str(tmp_path / "Z"))
+    assert code == 130 and len(err.strip().splitlines()) == 1 and "interrupted" in err

@@ -23,10 +23,11 @@ from ..reference import Matching, Reference, parse_layer_map
 from ..report import Report, to_markdown, to_table
 from ..report.report import read_report_text
 
-__all__ = ["EXIT_GATE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMATS", "check",
-           "reference_build", "reference_show", "scan"]
+__all__ = ["EXIT_GATE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "REPORT_FORMATS",
+           "check", "reference_build", "reference_show", "scan"]
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT
 RANDOM_INIT = "random-init"
 ReportFormat = Literal["table", "json", "markdown", "html"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = ("table", "json", "markdown", "html")

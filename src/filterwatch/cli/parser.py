@@ -9,7 +9,8 @@
 - ``filterwatch zoo reference ZOO [--where COLUMN=VALUE ...] [--group ...] -o REF``.
 
 Exit codes: 0 success, 1 a gate rule failed (``check``), 2 usage or input error, 3 an
-internal error (a bug: never 1, so that a crash is never read as a failed gate).
+internal error (a bug: never 1, so that a crash is never read as a failed gate), 130 when
+interrupted (Ctrl-C).
 Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
@@ -27,7 +28,7 @@ from ..gate import VERDICT_FORMATS
 from ..reference import GROUPINGS
 from ..report.text import printable
 from . import commands
-from .commands import EXIT_INTERNAL, EXIT_USAGE, REPORT_FORMATS
+from .commands import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, REPORT_FORMATS
 from .zoo import add_zoo
 
 __all__ = ["main"]
@@ -188,6 +189,11 @@ def _dispatch(argv: list[str], out: TextIO, err: TextIO, debug: bool) -> int:
     except _UsageError as exc:
         err.write(f"filterwatch: error: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: one line; what was written whole stays (a zoo scan resumes)
+        if debug:
+            raise
+        err.write("filterwatch: interrupted; files already written are whole (rerun `zoo scan` to resume)\n")
+        return EXIT_INTERRUPTED
     except (FilterwatchError, OSError) as exc:
         if debug:
             raise

@@ -134,6 +134,8 @@ def scan(sources: Sequence[str | Path], out: str | Path, *, workers: int | None 
                         include_pointwise=bool(include_pointwise), sparsity_eps=float(sparsity_eps))
     settings.selection()  # bad kernel sizes or patterns: an error now, not one per checkpoint
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"`out` expected a zoo folder, got the file {str(root)!r}; hint: -o names a folder")
     (root / "layers").mkdir(parents=True, exist_ok=True)
     (root / "filters").mkdir(exist_ok=True)
     _zoo_json(root, settings, columns, force, base_of(sources))
