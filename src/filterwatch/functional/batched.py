@@ -95,6 +95,20 @@ def _layout(shapes: tuple[tuple[int, ...], ...], k: int, chunk: int, dtype: torc
         chunk_seg=layer[::chunk].to(device), counts=n.to(torch.float64).to(device))
 
 
+def _padded(matrices: Sequence[torch.Tensor], layout: _Layout, out: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """The layers' ``(n_i, K)`` filter matrices one after another, each followed by its pad
+    rows, which repeat its first filter (centred on that filter, a pad row is exactly zero);
+    ``matrices`` in the dtype the layout was made for."""
+    pieces: list[torch.Tensor] = []
+    for m, pad in zip(matrices, layout.pads, strict=True):
+        pieces += [m] if pad is None else [m, pad]
+    f = torch.cat(pieces, out=out)
+    if layout.pad_rows.numel():
+        f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
+    return f
+
+
 def _segment_sums(x: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     """Float64 sums of the rows of ``x`` by ``index`` (values ``0..size-1``)."""
     out = torch.zeros((size, *x.shape[1:]), dtype=torch.float64, device=x.device)
@@ -221,17 +235,13 @@ def group_stats_update(weights: Sequence[torch.Tensor], eps: float, *, orthogona
     dtype = torch.float64 if small else weights[0].dtype
     layout = _layout(tuple(tuple(w.shape) for w in weights), k, _CHUNK_SMALL if small else _CHUNK,
                      weights[0].dtype, weights[0].device)
-    pieces: list[torch.Tensor] = []  # each layer's filters, then its pad rows
-    for w, pad in zip(weights, layout.pads, strict=True):
-        pieces += [w.reshape(-1, k)] if pad is None else [w.reshape(-1, k), pad]
-    rows = sum(int(p.shape[0]) for p in pieces)
+    rows = int(layout.owner.shape[0])
     dev = weights[0].device
-    f = torch.cat(pieces, out=_scratch((rows, k), pieces[0].dtype, dev, "batch"))
+    f = _padded([w.reshape(-1, k) for w in weights], layout,
+                _scratch((rows, k), weights[0].dtype, dev, "batch"))
     if dtype != f.dtype:
         buf = _scratch((rows, k), dtype, dev, "batch")
         f = f.to(dtype) if buf is None else buf.copy_(f)
-    if layout.pad_rows.numel():
-        f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
     # (K, N_pad): per-filter reductions over K contiguous rows
     ft = _transposed(f, _scratch((k, rows), dtype, dev, "transposed"))
     a = torch.abs(ft, out=_scratch((k, rows), dtype, dev, "abs"))

@@ -24,7 +24,7 @@ import torch
 
 from ._binning import _FLOAT64_BELOW, Frame, _exact_positions, _roundoff, _row_peaks
 from ._filters import _SAFE_EXPONENT, filter_matrix
-from .batched import _layout, _segment_sums, kept_alone_on_cpu
+from .batched import _layout, _padded, _segment_sums, kept_alone_on_cpu
 from .drift import DriftBasis, DriftResult, _symmetric_kl
 
 __all__ = ["FixedCounts", "drift_counts_fixed", "drift_from_counts", "drift_many"]
@@ -165,12 +165,7 @@ def _batch(filters: Sequence[torch.Tensor], references: Sequence[DriftBasis]) ->
     """:func:`drift_many` of ``(n, K)`` filter matrices of one K, dtype, device and bin count."""
     dtype, k, dev, size = filters[0].dtype, int(filters[0].shape[1]), filters[0].device, len(filters)
     layout = _layout(tuple((int(f.shape[0]), 1) for f in filters), k, _CHUNK, dtype, dev)
-    pieces: list[torch.Tensor] = []
-    for f, pad in zip(filters, layout.pads, strict=True):
-        pieces += [f] if pad is None else [f, pad]
-    f = torch.cat(pieces)
-    if layout.pad_rows.numel():
-        f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
+    f = _padded(filters, layout)
     peak = _row_peaks(f)
     frames, basis, offset, scale, tol = _frames(references, dtype, dev)
     usable = _usable(f, peak, layout.owner, size, tol)
@@ -236,12 +231,7 @@ def drift_counts_fixed(filters: Sequence[torch.Tensor], references: Sequence[Dri
     k, dev, size = int(filters[0].shape[1]), filters[0].device, len(filters)
     bins = int(references[0].hist.shape[1])
     layout = _layout(tuple((int(f.shape[0]), 1) for f in filters), k, _CHUNK, torch.float64, dev)
-    pieces: list[torch.Tensor] = []
-    for f, pad in zip(filters, layout.pads, strict=True):
-        pieces += [f.to(torch.float64)] if pad is None else [f.to(torch.float64), pad]
-    f = torch.cat(pieces)
-    if layout.pad_rows.numel():
-        f.index_copy_(0, layout.pad_rows, f.index_select(0, layout.pad_src))
+    f = _padded([m.to(torch.float64) for m in filters], layout)
     peak = f.abs().amax(dim=1)
     _, basis, offset, scale, _ = _frames(references, torch.float64, dev)
     chunk_of = layout.chunk_seg
