@@ -118,10 +118,11 @@ def row_stats(f: torch.Tensor) -> RowStats:
                     s1=s1, s2=s2)
 
 
-def working_precision(weight: torch.Tensor) -> torch.Tensor:
-    """float64 stays float64; everything else is read as float32 (a view for float32)."""
+def working_precision(weight: torch.Tensor, float64: bool = False) -> torch.Tensor:
+    """float64 stays float64; everything else is read as float32 (a view for float32);
+    ``float64``: everything in float64 (``precision="float64"``)."""
     w = weight.detach()
-    return w if w.dtype == torch.float64 else w.to(torch.float32)
+    return w if w.dtype == torch.float64 else w.to(torch.float64 if float64 else torch.float32)
 
 
 def layer_stats_update(

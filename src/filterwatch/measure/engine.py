@@ -84,7 +84,7 @@ def _working(weight: torch.Tensor, precision: Precision) -> torch.Tensor:
     """The weight in the precision the statistics are computed in: its working precision
     (:func:`~filterwatch.functional.stats.working_precision`), float64 throughout with
     ``precision="float64"``."""
-    return working_precision(weight.to(torch.float64) if precision == "float64" else weight)
+    return working_precision(weight, precision == "float64")
 
 
 def _batches(members: list[tuple[int, torch.Tensor]]) -> list[list[tuple[int, torch.Tensor]]]:

@@ -67,13 +67,9 @@ class Captured(NamedTuple):
     change: dict[int, tuple[float, float]]  # position -> (Σ(w - ref)², Σref²)
 
 
-def _working(w: torch.Tensor, float64: bool) -> torch.Tensor:
-    return working_precision(w.to(torch.float64) if float64 else w)
-
-
 def _program(work: GraphWork, weights: Sequence[torch.Tensor]) -> Outputs:
     """The device work of one snapshot: only fixed-size outputs, no host read."""
-    ws = [_working(w, work.float64) for w in weights]
+    ws = [working_precision(w, work.float64) for w in weights]
     outs: Outputs = []
     for positions, small in work.batches:
         g = group_stats_update([ws[i] for i in positions], work.eps, orthogonality=work.orthogonality,
