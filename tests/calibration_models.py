@@ -74,8 +74,12 @@ def _depthwise() -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
 
 
-def _train(model: nn.Module, opt: torch.optim.Optimizer, epochs: int, seed: int) -> float:
+def _train(model: nn.Module, opt: torch.optim.Optimizer, epochs: int, seed: int,
+           classes: range | None = None) -> float:
     x, y, xv, yv = _digits()
+    if classes is not None:  # a task of some digits only (the demo's pretrain / fine-tune split)
+        keep, keep_v = (y >= classes.start) & (y < classes.stop), (yv >= classes.start) & (yv < classes.stop)
+        x, y, xv, yv = x[keep], y[keep], xv[keep_v], yv[keep_v]
     g = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
@@ -122,6 +126,35 @@ def destructive_lr() -> Trained:
     init = _state(model)
     accuracy = _train(model, torch.optim.SGD(model.parameters(), lr=3.0, momentum=0.9), 2, seed=0)
     return Trained("bn_sgd lr=3", _state(model), accuracy, "7.weight", init)
+
+
+# fine-tunes of the plain CNN pretrained on digits 0-4, on digits 5-9 (the demo's recipe):
+# name -> (optimizer, epochs, must the gate given the pretrained reference fail it)
+FINETUNES: dict[str, tuple[Callable[[nn.Module], torch.optim.Optimizer], int, bool]] = {
+    "Adam lr 1e-3 (the demo's)": (lambda m: torch.optim.Adam(m.parameters(), lr=1e-3), 12, False),
+    "Adam lr 3e-3": (lambda m: torch.optim.Adam(m.parameters(), lr=3e-3), 12, False),
+    "SGD lr 5 (wrecked)": (lambda m: torch.optim.SGD(m.parameters(), lr=5.0), 2, True),
+}
+
+
+@functools.cache
+def pretrained() -> Trained:
+    """The plain CNN pretrained on digits 0-4 (the demo's first phase)."""
+    torch.manual_seed(0)
+    model = _plain()
+    init = _state(model)
+    accuracy = _train(model, torch.optim.Adam(model.parameters(), lr=3e-3), 8, seed=0, classes=range(0, 5))
+    return Trained("plain, pretrained on digits 0-4", _state(model), accuracy, "2.weight", init)
+
+
+@functools.cache
+def finetuned(name: str) -> Trained:
+    """:func:`pretrained` fine-tuned on digits 5-9 by the recipe ``FINETUNES[name]``."""
+    optimizer, epochs, _ = FINETUNES[name]
+    model = _plain()
+    model.load_state_dict(pretrained().state)
+    accuracy = _train(model, optimizer(model), epochs, seed=1, classes=range(5, 10))
+    return Trained(f"fine-tuned on 5-9, {name}", _state(model), accuracy, "2.weight", pretrained().state)
 
 
 def fresh(init: str) -> State:
@@ -189,6 +222,17 @@ def set_value(value: float) -> Callable[[torch.Tensor], torch.Tensor]:
     return damage
 
 
+def decay_filters(share: float, factor: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``share`` of the filters scaled by ``factor`` (too strong weight decay: small, not 0)."""
+    def damage(w: torch.Tensor) -> torch.Tensor:
+        w = w.clone()
+        flat = w.view(-1, math.prod(w.shape[2:]))
+        idx = torch.randperm(flat.shape[0], generator=torch.Generator().manual_seed(1))
+        flat[idx[: math.ceil(share * flat.shape[0])]] *= factor
+        return w
+    return damage
+
+
 def scale(factor: float) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda w: w * factor
 
@@ -207,6 +251,7 @@ class Damage(NamedTuple):
 DAMAGES: tuple[Damage, ...] = (
     *(Damage(f"{p:.0%} output channels zeroed", zero_channels(p), p >= 0.5) for p in (0.25, 0.5, 0.75, 0.9)),
     *(Damage(f"{p:.0%} filters zeroed", zero_filters(p), p >= 0.75) for p in (0.5, 0.75, 0.9)),
+    Damage("75% filters decayed to 1/1000", decay_filters(0.75, 1e-3), True),
     Damage("collapsed to one pattern", collapse, True),
     Damage("one NaN", set_value(math.nan), True),
     Damage("one Inf", set_value(math.inf), True),

@@ -73,10 +73,10 @@ def test_junit_has_one_testcase_per_layer_and_rule_group(models: dict[str, Path]
     suite = ET.fromstring(out)
     cases = suite.findall("testcase")
     names = [(c.get("classname"), c.get("name")) for c in cases]
-    assert len(names) == len(set(names)) == 3 * 7
+    assert len(names) == len(set(names)) == 3 * 9  # 9 rule groups
     failed = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
     assert failed == [("filterwatch.2", "sparsity")]
-    assert suite.get("tests") == "21" and suite.get("failures") == "1"
+    assert suite.get("tests") == "27" and suite.get("failures") == "1"
 
 
 def test_baseline_mode(models: dict[str, Path], tmp_path: Path) -> None:

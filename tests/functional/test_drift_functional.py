@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filterwatch import InputError, UndefinedMeasureError
-from filterwatch.functional import DriftBasis, drift, drift_basis
+from filterwatch.functional import DriftBasis, drift, drift_basis, drift_noise_floor
 from tests import numpy_ref
 from tests.models import random_layer, sparse_layer, trained_like_layer
 
@@ -73,7 +73,10 @@ def test_drift_grows_along_interpolation_to_random(seed: int) -> None:
     steps = (0.0, 0.05, 0.1, 0.2, 0.4)
     values = [drift((1 - t) * ref + t * other, basis).value for t in steps]
     assert values[0] == pytest.approx(0.0)
-    assert all(b > a for a, b in itertools.pairwise(values)), values
+    # beyond the histograms' sampling noise (seed 910 read 0.065 then 0.061 at t = 0.05, 0.1)
+    noise = drift_noise_floor(basis, 64 * 32)
+    assert all(b > a - noise for a, b in itertools.pairwise(values)), values
+    assert values[-1] > values[1] + noise
     assert drift(other, basis).value > values[-1]  # the far end is farther still
 
 

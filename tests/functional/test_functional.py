@@ -20,7 +20,6 @@ from filterwatch.functional import (
     sparsity,
     variance_entropy,
 )
-from filterwatch.functional._random_entropy import _monte_carlo
 from tests import numpy_ref
 from tests.models import random_layer, sparse_layer, trained_like_layer
 
@@ -97,18 +96,19 @@ def test_normalised_uses_authors_curve_for_3x3() -> None:
 
 @pytest.mark.parametrize("k", [3, 5, 25, 49, 11])
 def test_random_layers_normalise_to_about_one_for_other_kernels(k: int) -> None:
-    """K=11 is not in the fitted table: Monte Carlo fallback."""
+    """K=11 has no fitted curve: the tabulated minimum of 200 draws."""
     torch.manual_seed(k)
     w = torch.randn(64, 32, k) if k in (3, 5, 11) else torch.randn(64, 32, int(k**0.5), int(k**0.5))
     ve = variance_entropy(w)
     assert ve.normalized == pytest.approx(1.0, abs=0.03)
 
 
-def test_monte_carlo_threshold_is_deterministic_and_below_random() -> None:
-    a = _monte_carlo(300, 11)
-    _monte_carlo.cache_clear()
-    assert _monte_carlo(300, 11) == a
-    assert 0 < a < math.log10(11)
+def test_untabulated_threshold_is_deterministic_and_below_random() -> None:
+    """K = 17 has no fitted curve nor table row: H_T from the interpolated random band."""
+    a = random_entropy_threshold(300, 17)
+    random_entropy_threshold.cache_clear()
+    assert random_entropy_threshold(300, 17) == a
+    assert 0 < a < math.log10(17)
 
 
 def test_normalised_undefined_for_tiny_n() -> None:

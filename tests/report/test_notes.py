@@ -24,5 +24,6 @@ def test_trained_models_that_keep_random_like_ve_are_not() -> None:
 def test_one_reinitialised_layer_is_named() -> None:
     model = trained("bn_sgd")
     (note,) = analyze(damaged(model, Damage("reinit", reinit, False))).summary["notes"]
-    assert note.startswith("1 of 4 layers look freshly initialised (7: ")
+    assert note.startswith("1 of 4 layers look freshly initialised (mean, RMS and largest |w|: 7 as "
+                           "PyTorch default (uniform ±1/sqrt(fan_in)) leaves them; ")
     assert "re-initialised, newly added, or not reached by training?" in note

@@ -10,7 +10,7 @@ them into the one-read-per-layer statistics that the engine and ``FilterMetrics`
 from ._filters import filter_matrix
 from ._scratch import scratch_memory
 from .drift import DriftBasis, DriftResult, drift, drift_basis, drift_noise_floor, peak_scale
-from .entropy import VarianceEntropy, random_entropy_threshold, variance_entropy
+from .entropy import RandomBand, VarianceEntropy, random_band, random_entropy_threshold, variance_entropy
 from .norms import dead_channels, filter_norms, nonfinite_count, relative_change
 from .orthogonality import orthogonality
 from .sparsity import SparsityResult, sparsity
@@ -18,6 +18,7 @@ from .sparsity import SparsityResult, sparsity
 __all__ = [
     "DriftBasis",
     "DriftResult",
+    "RandomBand",
     "SparsityResult",
     "VarianceEntropy",
     "dead_channels",
@@ -29,6 +30,7 @@ __all__ = [
     "nonfinite_count",
     "orthogonality",
     "peak_scale",
+    "random_band",
     "random_entropy_threshold",
     "relative_change",
     "scratch_memory",

@@ -16,10 +16,11 @@ import torch
 
 from ..errors import InputError, UndefinedMeasureError
 from ._filters import _prepare, _transposed, filter_matrix
-from ._random_entropy import random_entropy_threshold
+from ._random_entropy import RandomBand, random_band, random_entropy_threshold
 from ._scratch import _scratch
 
-__all__ = ["MomentSums", "VarianceEntropy", "random_entropy_threshold", "variance_entropy"]
+__all__ = ["MomentSums", "RandomBand", "VarianceEntropy", "random_band", "random_entropy_threshold",
+           "variance_entropy"]
 
 # Total variance at or below this share of the filters' mean energy is round-off, not signal:
 # exact copies of one filter then give VE = 0 instead of the entropy of numerical noise.

@@ -67,6 +67,7 @@ class LayerValues(NamedTuple):
     dead_indices: list[int]
     weight_sum: float  # Σw
     peak: float        # max|w|
+    sparse_sumsq: float = 0.0  # Σw² over the sparse filters
 
 
 def stack_layer_stats(stats: Sequence[LayerStats]) -> GroupStats:
@@ -137,6 +138,7 @@ def group_values(groups: Sequence[GroupStats]) -> list[list[LayerValues]]:
         n = torch.tensor(g.n, dtype=torch.int64)
         ve, ve_clean = _entropies(n, scalars[:, 1].round().to(torch.int64), s1, s2, s1_sparse, s2_sparse)
         dead_flags = dead.tolist()
+        sparse_sumsq = torch.diagonal(s2_sparse, dim1=1, dim2=2).sum(dim=1).tolist()
         values, start = [], 0
         for i, row in enumerate(rows):
             nonfinite, n_sparse, abs_sum, l2_sum, sumsq, ortho, total, peak, scale = row
@@ -149,7 +151,8 @@ def group_values(groups: Sequence[GroupStats]) -> list[list[LayerValues]]:
                 # NaN with finite weights: that layer's statistics had none (stack_layer_stats)
                 ortho_abs=None if g.ortho_abs is None or (math.isnan(ortho) and not nonfinite) else ortho,
                 dead_indices=[j for j, d in enumerate(dead_flags[start : start + c]) if d],
-                weight_sum=total / scale, peak=peak / scale))
+                weight_sum=total / scale, peak=peak / scale,
+                sparse_sumsq=sparse_sumsq[i] / scale / scale))
             start += c
         out.append(values)
     return out

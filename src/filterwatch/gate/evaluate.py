@@ -5,8 +5,9 @@ come from the registry (:data:`filterwatch.report.MEASURES`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..report import LayerReport, Report
 from ..report.registry import Measure, select
@@ -31,6 +32,7 @@ class Violation:
     baseline: float | None = None  # the baseline's value, for a regression from it
     count: int | None = None  # a share rule: how many output channels ...
     total: int | None = None  # ... of how many
+    severity: Literal["fail", "warn"] = "fail"  # warn: degenerate, but such layers work
 
     @property
     def statement(self) -> str:
@@ -45,8 +47,10 @@ class Violation:
 
     @property
     def message(self) -> str:
-        """What failed, and the hint."""
-        return f"{self.statement}; hint: {self.hint}"
+        """What failed, and the hint (``{value}`` in it filled in)."""
+        hint = self.hint.format(value=self.value) if "{value" in self.hint and self.value is not None \
+            else self.hint
+        return f"{self.statement}; hint: {hint}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "statement": self.statement, "message": self.message}
@@ -54,11 +58,13 @@ class Violation:
 
 @dataclass
 class Verdict:
-    """The outcome: ``passed``, every violation, and which (layer, group) pairs were checked
-    (``"pass"``, ``"fail"`` or ``"skip: reason"``)."""
+    """The outcome: ``passed``, every violation, the warnings (degenerate but working: they
+    do not fail the gate), and which (layer, group) pairs were checked (``"pass"``,
+    ``"warn"``, ``"fail"`` or ``"skip: reason"``)."""
 
     violations: list[Violation] = field(default_factory=list)
     checks: dict[tuple[str, str], str] = field(default_factory=dict)
+    warnings: list[Violation] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -74,12 +80,17 @@ class Verdict:
         return len(self.checks) - self.ran
 
     def add(self, layer: str, group: str, violation: Violation | None, skip: str = "") -> None:
-        """Record one check: a failure wins over a pass, a pass over a skip."""
+        """Record one check: a failure wins over a warning, a warning over a pass, a pass over
+        a skip."""
         key = (layer, group)
-        if violation is not None:
+        if violation is not None and violation.severity == "warn":
+            self.warnings.append(violation)
+            if self.checks.get(key) != "fail":
+                self.checks[key] = "warn"
+        elif violation is not None:
             self.violations.append(violation)
             self.checks[key] = "fail"
-        elif self.checks.get(key) != "fail":
+        elif self.checks.get(key) not in ("fail", "warn"):
             if not skip:
                 self.checks[key] = "pass"
             elif key not in self.checks:
@@ -95,6 +106,33 @@ def gated_value(layer: LayerReport, m: Measure) -> float | None:
     return layer.value(m.key)
 
 
+def dwarfed(layer: LayerReport, rules: GateRules) -> bool:
+    """Whether the layer's sparse filters hold real weights that a few very large ones dwarf
+    (``dwarfed_sparse_rms``): its sparsity and VE then describe those few, and a layer like
+    it works (a voice-activity model's 98 %-sparse layer)."""
+    r = layer.sparse_rms_ratio
+    return rules.dwarfed_sparse_rms is not None and r is not None and r >= rules.dwarfed_sparse_rms
+
+
+# rules that a dwarfed layer breaks only as a warning
+_WARN_WHEN_DWARFED = ("sparsity", "variance_entropy")
+_LOG10_9 = math.log10(9.0)
+
+
+def limit_for(layer: LayerReport, m: Measure, limit: float) -> float:
+    """The rule's limit for this layer: a VE limit is for 3x3 kernels and scales with VE's
+    range, ``log10 K / log10 9``; every other limit is as given.
+
+    Example:
+        >>> from filterwatch.report.registry import get
+        >>> lr = LayerReport("c", [8, 8, 3], [3], 1, "Conv1d", 64, 0, 0.0)
+        >>> round(limit_for(lr, get("variance_entropy"), 0.1), 4)
+        0.05
+    """
+    k = math.prod(layer.kernel_size) if layer.kernel_size else 9
+    return limit * math.log10(k) / _LOG10_9 if m.hi_log10_k and k > 1 else limit
+
+
 def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -> None:
     limit = getattr(rules, m.gate_rule)
     rule = m.gate_rule.replace("_", "-")
@@ -107,7 +145,7 @@ def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -
     if limit is None:
         verdict.add(layer.name, m.gate_group, None, skip=f"{rule} is off")
         return
-    if m.needs_reference and layer.n_filters < rules.drift_min_filters:
+    if m.size_limited and layer.n_filters < rules.drift_min_filters:
         verdict.add(layer.name, m.gate_group, None,
                     skip=f"{layer.n_filters} filters < drift-min-filters {rules.drift_min_filters}")
         return
@@ -120,10 +158,18 @@ def _check(layer: LayerReport, rules: GateRules, m: Measure, verdict: Verdict) -
         missing = "no reference given" if m.needs_reference else f"{m.key} not measured"
         verdict.add(layer.name, m.gate_group, None, skip=layer.undefined.get(m.key, missing))
         return
+    limit = limit_for(layer, m, limit)
     bad = value > limit if m.worse == "high" else value < limit
     count = {"count": int(layer.value(m.key) or 0), "total": layer.shape[0]} if m.gate == "share" else {}
+    hint = m.hint
+    warn = bad and m.key in _WARN_WHEN_DWARFED and dwarfed(layer, rules)
+    if warn:
+        hint = (f"degenerate but such layers work: the sparse filters hold real weights (RMS "
+                f"{layer.sparse_rms_ratio:.2f} of the layer's) that a few very large ones dwarf; "
+                "the value describes those few")
     verdict.add(layer.name, m.gate_group, Violation(
-        layer.name, m.gated_quantity, value, limit, rule, m.gate_group, m.hint, **count) if bad else None)
+        layer.name, m.gated_quantity, value, limit, rule, m.gate_group, hint, **count,
+        severity="warn" if warn else "fail") if bad else None)
 
 
 def evaluate(report: Report, config: GateConfig | None = None) -> Verdict:

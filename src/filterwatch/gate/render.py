@@ -22,6 +22,8 @@ def _headline(verdict: Verdict) -> str:
     n_layers = len({layer for layer, _ in verdict.checks})
     ran = verdict.ran
     also = f"; {verdict.skipped} skipped" if verdict.skipped else ""
+    if verdict.warnings:
+        also += f"; {len(verdict.warnings)} warning(s) (degenerate but working: not failed)"
     if verdict.passed:
         return f"PASSED: {ran} checks on {n_layers} layers, no violation{also}"
     return (f"FAILED: {len(verdict.violations)} violation(s) in "
@@ -34,6 +36,7 @@ def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[s
         "summary": _headline(verdict),
         "config": config.source,
         "violations": [v.to_dict() for v in verdict.violations],
+        "warnings": [v.to_dict() for v in verdict.warnings],
         "checks": [{"layer": layer, "group": group, "status": status}
                    for (layer, group), status in verdict.checks.items()],
         "report": report.to_dict(),
@@ -41,10 +44,10 @@ def verdict_dict(verdict: Verdict, report: Report, config: GateConfig) -> dict[s
 
 
 def _table(verdict: Verdict, report: Report, config: GateConfig, width: int | None = None) -> str:
-    about = {v.measure for v in verdict.violations}  # the table keeps the columns they are about
+    about = {v.measure for v in (*verdict.violations, *verdict.warnings)}  # columns they are about
     lines = [to_table(report, width, keep=about).rstrip("\n"), "", f"gate rules: {config.source}"]
-    for v in verdict.violations:
-        text = f"FAIL {printable(v.message, keep='')}"
+    for tag, v in [("FAIL", v) for v in verdict.violations] + [("WARN", v) for v in verdict.warnings]:
+        text = f"{tag} {printable(v.message, keep='')}"
         lines += (textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="       ")
                   if width else ["  " + text])
     lines.append(_headline(verdict))
@@ -55,11 +58,16 @@ def _markdown(verdict: Verdict, report: Report, config: GateConfig) -> str:
     icon = ":white_check_mark:" if verdict.passed else ":x:"
     lines = [f"## filterwatch gate {icon} {_headline(verdict)}", "",
              f"Rules: {md_code(config.source)}", ""]
-    if verdict.violations:
+    for title, found in (("", verdict.violations), ("Warnings (degenerate but working: not failed)",
+                                                    verdict.warnings)):
+        if not found:
+            continue
+        if title:
+            lines += [f"### {title}", ""]
         lines += ["| layer | measure | value | limit | rule | hint |", "|---|---|---:|---:|---|---|"]
         lines += [f"| {md_code(v.layer)} | {md_cell(v.measure)} | "
                   f"{'n/a' if v.value is None else format(v.value, '.4g')} | {v.limit:.4g} | "
-                  f"{md_cell(v.rule)} | {md_cell(v.hint)} |" for v in verdict.violations]
+                  f"{md_cell(v.rule)} | {md_cell(v.message.split('; hint: ', 1)[-1])} |" for v in found]
         lines.append("")
     return "\n".join(lines) + "\n" + to_markdown(report)
 
@@ -70,7 +78,7 @@ def _junit(verdict: Verdict, report: Report, config: GateConfig) -> str:
     suite = ET.Element("testsuite", name="filterwatch", tests=str(len(verdict.checks)),
                        failures=str(failures), errors="0", skipped=str(skipped))
     by_key: dict[tuple[str, str], list[str]] = {}
-    for v in verdict.violations:  # XML forbids control characters: escape them visibly
+    for v in (*verdict.violations, *verdict.warnings):  # XML forbids control characters
         by_key.setdefault((v.layer, v.group), []).append(printable(v.message, keep=""))
     for (layer, group), status in verdict.checks.items():
         case = ET.SubElement(suite, "testcase", classname=f"filterwatch.{printable(layer, keep='')}",
@@ -79,6 +87,8 @@ def _junit(verdict: Verdict, report: Report, config: GateConfig) -> str:
             messages = by_key[(layer, group)]
             node = ET.SubElement(case, "failure", message=messages[0], type="filterwatch.gate")
             node.text = "\n".join(messages)
+        elif status == "warn":  # JUnit has no warning: a pass that says why in its output
+            ET.SubElement(case, "system-out").text = "\n".join(f"WARN {m}" for m in by_key[(layer, group)])
         elif status.startswith("skip"):
             ET.SubElement(case, "skipped", message=printable(status[len("skip: "):], keep=""))
     ET.indent(suite)

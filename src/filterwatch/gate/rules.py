@@ -40,13 +40,22 @@ class GateRules:
 
     Attributes:
         max_sparsity: most share of sparse filters (default 0.6).
-        min_variance_entropy: least VE (default 0.1: collapsed to one pattern).
+        min_variance_entropy: least VE of 3x3 kernels (default 0.1: collapsed to one
+            pattern); for other kernels it scales with VE's range, ``× log10 K / log10 9``.
+        dwarfed_sparse_rms: sparse filters whose RMS is at least this share of the layer's
+            hold real weights that a few very large ones dwarf (``sparse_rms_ratio``; zeroed
+            or decayed filters are near 0): such a layer is degenerate but may work, so its
+            sparsity and VE beyond their limits are warnings, not failures.
         max_variance_entropy_norm: most normalised VE (random-like); off by default.
         min_orthogonality: least orthogonality; off by default (depthwise layers are low).
         max_dead_channel_share: most share of all-zero output channels (default 0.25; the
             measure ``dead_channels`` counts them; ``max-dead-channels``, its old name, works).
         max_drift: most drift from the reference (default 2.0, beyond the paper's outliers
             of about 1.35); applied only to layers with at least ``drift_min_filters``.
+        max_drift_ratio: most drift over its noise floor (what sampling alone gives at the
+            layer's size), for layers of any size.
+        max_weight_growth: most RMS of the weights over the reference's RMS (a blow-up);
+            references written before filterwatch kept the scale skip it, with a note.
         drift_min_filters: smaller layers are too noisy for a drift limit (see README).
         allow_nonfinite: NaN/Inf weights pass (default false).
         max_condition_number: most condition number of the layer's matrix (a rank-deficient
@@ -57,10 +66,13 @@ class GateRules:
 
     max_sparsity: float | None = 0.6
     min_variance_entropy: float | None = 0.1
+    dwarfed_sparse_rms: float | None = 0.1
     max_variance_entropy_norm: float | None = None
     min_orthogonality: float | None = None
     max_dead_channel_share: float | None = 0.25
     max_drift: float | None = 2.0
+    max_drift_ratio: float | None = 9.6
+    max_weight_growth: float | None = 4.3
     drift_min_filters: int = 1024
     allow_nonfinite: bool = False
     max_condition_number: float | None = None

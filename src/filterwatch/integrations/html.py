@@ -17,7 +17,7 @@ import torch
 
 from ..report import Report
 from ..report.registry import Measure, get, select
-from ..report.render import report_measures, shorten, unhealthy_worst
+from ..report.render import outside_line, report_measures, shorten, unhealthy
 from .figures import filter_grid, png_bytes, svg_text
 from .raster import shown_value, view_range
 
@@ -56,8 +56,8 @@ def _chart(report: Report, m: Measure) -> str:
         ax.axhspan(max(m.healthy[0], lo), min(m.healthy[1], hi) if m.healthy[1] > m.healthy[0]
                    else m.healthy[0] + (hi - lo) * 0.01, color="#c8e6c9", zorder=0,
                    label="healthy")
-    colours = ["#9e9e9e" if v is None else ("#c62828" if not m.is_healthy(v) else "#1565c0")
-               for v in values]
+    colours = ["#9e9e9e" if v is None else ("#c62828" if not m.is_healthy(v, layer) else "#1565c0")
+               for v, layer in zip(values, report.layers, strict=True)]
     ax.bar(range(len(names)), [0.0 if v is None else min(max(v, lo), hi) for v in values],
            color=colours, zorder=2)
     ax.set_ylim(lo, hi)
@@ -102,7 +102,7 @@ def worst_layers(report: Report, n: int = 6) -> list[str]:
     judged = [m for m in select() if m.healthy is not None]
 
     def badness(layer: Any) -> tuple[int, float]:
-        bad = sum(not m.is_healthy(layer.value(m.key)) for m in judged)
+        bad = sum(not m.is_healthy(layer.value(m.key), layer) for m in judged)
         return bad, layer.sparsity or 0.0
 
     ranked = sorted(report.layers, key=badness, reverse=True)
@@ -128,7 +128,7 @@ def _table(report: Report) -> str:
     rows = []
     for layer in report.layers:
         cells = "".join(
-            f'<td class="num{"" if m.is_healthy(layer.value(m.key)) else " bad"}">'
+            f'<td class="num{"" if m.is_healthy(layer.value(m.key), layer) else " bad"}">'
             f"{_e(m.format(layer.value(m.key)))}</td>" for m in ms)
         rows.append(f"<tr><td><code>{_e(layer.name)}</code></td><td>{_e('x'.join(map(str, layer.shape)))}"
                     f"</td>{cells}</tr>")
@@ -158,9 +158,9 @@ def to_html(report: Report, verdict: Mapping[str, Any] | None = None,
                          f"<th>what</th><th>hint</th></tr>{rows}</table>")
     for note in report.summary.get("notes", []):
         parts.append(f"<div class='note'>{_e(note)}</div>")
-    outside = unhealthy_worst(report)
-    items = "".join(f"<li>{_e(m.label)} {_e(m.format(value))} at <code>{_e(layer)}</code>: "
-                    f"{_e(m.hint)}</li>" for m, layer, value in outside)
+    outside = unhealthy(report)
+    items = "".join(f"<li>{_e(outside_line(m, bad, shown=len(bad)))}: {_e(m.hint)}</li>"
+                    for m, bad in outside)
     parts.append("<h2>Outside the healthy ranges</h2>"
                  + (f"<ul>{items}</ul>" if outside else "<p>nothing</p>"))
     charts = [_chart(report, m) for m in select() if m.column == "always" and not m.integer]

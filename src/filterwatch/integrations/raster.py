@@ -24,7 +24,7 @@ from ..report import LayerReport, Report
 from ..report.registry import Measure
 from ..report.render import shorten
 
-__all__ = ["Picture", "encode_png", "health_colours", "heatmap_picture", "pc1_picture",
+__all__ = ["Picture", "encode_png", "health_colours", "heatmap_picture", "layer_bands", "pc1_picture",
            "shown_value", "view_range"]
 
 GREY = 0.85  # undefined values and separators
@@ -63,11 +63,13 @@ def _ramp(t: torch.Tensor) -> torch.Tensor:
     return _RDYLGN[i] * (1 - frac) + _RDYLGN[i + 1] * frac
 
 
-def health_colours(m: Measure, values: torch.Tensor) -> torch.Tensor:
+def health_colours(m: Measure, values: torch.Tensor, band: torch.Tensor | None = None) -> torch.Tensor:
     """The colour of each value of ``m``, ``(..., 3)`` in [0, 1]: the same value is the same
-    colour in every picture of every run. Values are clamped to the measure's view range;
-    inside its healthy band green, orange at the band's edge and soon red away from it;
-    without a band, red at the unhealthy end to green at the other; NaN grey.
+    colour in every picture of every run (for a layer of the same size, where the band is the
+    layer's own). Values are clamped to the measure's view range; inside the healthy band
+    (``band`` ``(..., 2)``: each value's own, e.g. a row per layer, else the registry's)
+    green, orange at the band's edge and soon red away from it; without a band, red at the
+    unhealthy end to green at the other; NaN grey.
 
     Example:
         >>> from filterwatch.report.registry import get
@@ -80,14 +82,27 @@ def health_colours(m: Measure, values: torch.Tensor) -> torch.Tensor:
     if m.healthy is None:
         t = (x - lo) / (hi - lo) if m.worse == "low" else (hi - x) / (hi - lo)
     else:
-        a, b = m.healthy
+        edges = (torch.tensor(m.healthy, dtype=torch.float64) if band is None
+                 else band.to(torch.float64).clamp(lo, hi))
+        a, b = edges[..., 0].expand_as(x), edges[..., 1].expand_as(x)
         below_span, above_span = a - lo, hi - b
-        depth = torch.where(x < a, (a - x) / below_span if below_span > 0 else torch.ones_like(x),
-                            (x - b) / above_span if above_span > 0 else torch.ones_like(x))
-        t = torch.where((x >= a) & (x <= b), torch.full_like(x, 0.88),
-                        0.42 - 0.42 * (depth * 4.0).clamp(max=1.0))
+        below = torch.where(below_span > 0, (a - x) / below_span.clamp_min(1e-12), torch.ones_like(x))
+        above = torch.where(above_span > 0, (x - b) / above_span.clamp_min(1e-12), torch.ones_like(x))
+        depth = torch.where(x < a, below, above)
+        inside = (x >= a) & ((x <= b) if band is None else ((x < b) | (b >= hi)))
+        t = torch.where(inside, torch.full_like(x, 0.88), 0.42 - 0.42 * (depth * 4.0).clamp(max=1.0))
     rgb = _ramp(t)
     return torch.where(values.isnan().unsqueeze(-1), torch.full_like(rgb, GREY), rgb)
+
+
+def layer_bands(m: Measure, layers: Sequence[LayerReport]) -> torch.Tensor | None:
+    """``(len(layers), 1, 2)``: each layer's healthy band of ``m`` (``None`` where the band
+    is the registry's for every layer)."""
+    if m.healthy is None or not m.random_band:
+        return None
+    _, hi = view_range(m)
+    edges = [m.healthy_for(layer) or m.healthy for layer in layers]
+    return torch.tensor([[[a, min(b, hi)]] for a, b in edges], dtype=torch.float64)
 
 
 @dataclass
@@ -200,10 +215,12 @@ def heatmap_picture(history: Sequence[Report], m: Measure, max_steps: int = 60,
     canvas = _Canvas(width, height)
     cells = (left, top, width - right, top + rows * row_h)
     title = f"{m.label} / log10 K" if m.hi_log10_k else m.label
-    canvas.text((width / 2, 8), title + ("" if m.healthy is None else " (green: healthy band)"),
-                size=13, anchor="mt")
+    band_note = " (green: healthy band; red at the top: inside each layer's random band)" \
+        if m.random_band else " (green: healthy band)"
+    canvas.text((width / 2, 8), title + ("" if m.healthy is None else band_note), size=13, anchor="mt")
     if data.numel():
-        canvas.paste(health_colours(m, data), cells)
+        band = layer_bands(m, reports[-1].layers)  # the rows are the last report's layers
+        canvas.paste(health_colours(m, data, band), cells)
     canvas.draw.rectangle((cells[0] - 1, cells[1] - 1, cells[2], cells[3]), outline=(80, 80, 80))
     every = max(1, math.ceil(14 / row_h))  # a name per row while they fit
     for i in range(0, len(labels), every):

@@ -30,7 +30,7 @@ from ..functional import filter_matrix, scratch_memory
 from ..functional.batched import CPU_CACHED_VALUES, group_stats_update, kept_alone_on_cpu
 from ..functional.drift import DriftBasis
 from ..functional.drift_many import drift_from_counts
-from ..functional.entropy import _SMALL, normalized_entropy
+from ..functional.entropy import _SMALL, normalized_entropy, random_band
 from ..functional.group_stats import GroupStats, LayerValues, group_values, stack_by_k
 from ..functional.init_match import init_bound_ratio, init_match
 from ..functional.orthogonality import orthogonality_compute
@@ -39,7 +39,7 @@ from ..functional.stats import LayerStats, RowStats, layer_stats_update, row_sta
 from ..layers import ConvLayer
 from ..reference.compare import Comparison, ReferencePlan
 from ..report import LayerReport
-from ..report.registry import select
+from ..report.registry import get, select
 from ._triton_stats import triton_row_stats, triton_usable
 from .graph import GraphWork, SnapshotGraph
 from .spectral import Spectral, spectral_values
@@ -121,6 +121,11 @@ def unavailable_report(layer: ConvLayer) -> LayerReport:
     return r
 
 
+# the most random-looking VE/H_T of trained layers: a random band must clear it (by its own
+# noise) before VE can call a layer of that size random-like
+_TRAINED_EDGE = get("variance_entropy_norm").healthy[1]  # type: ignore[index]
+
+
 def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix: str) -> None:
     if n < 2 or math.isnan(value):
         _undefined(r, (key, f"{key}_norm"),
@@ -131,6 +136,18 @@ def _set_entropy(r: LayerReport, key: str, value: float, n: int, k: int, prefix:
     setattr(r, f"{key}_norm", norm)
     if why:
         r.undefined[f"{key}_norm"] = why
+
+
+def _set_random(r: LayerReport, n: int, k: int) -> None:
+    """The random band of the layer's size, and whether its VE lies in it (``None`` where
+    VE cannot tell a layer of this size from random: the band reaches down to trained
+    layers' values)."""
+    norm = r.variance_entropy_norm
+    band = random_band(n, k) if norm is not None else None
+    if band is None or norm is None:
+        return
+    r.random_band = [band.lo, band.hi]
+    r.random_like = norm >= band.lo if band.tells_from(_TRAINED_EDGE) else None
 
 
 def _fans(layer: ConvLayer) -> tuple[int, int]:
@@ -145,13 +162,25 @@ def _fans(layer: ConvLayer) -> tuple[int, int]:
 
 
 def _set_init(r: LayerReport, layer: ConvLayer, v: LayerValues) -> None:
-    """How the weights compare with a fresh initialisation (the evidence for "untrained")."""
+    """How the weights compare with a fresh initialisation (the evidence for "untrained"):
+    fresh needs both the init's fingerprint (mean, RMS, largest |w|) and a VE inside the
+    random band of the layer's size (where VE is defined)."""
     fan_in, fan_out = _fans(layer)
     r.init_bound_ratio = init_bound_ratio(v.peak, fan_in)
     count = v.n * v.k
     init = init_match(count, fan_in, fan_out, v.weight_sum / count, v.weight_norm / math.sqrt(count),
                       v.peak)
-    r.fresh_init = None if init is None else init.name
+    in_band = r.random_band is None or (r.variance_entropy_norm or 0.0) >= r.random_band[0]
+    r.fresh_init = None if init is None or not in_band else init.name
+
+
+def _sparse_rms_ratio(v: LayerValues) -> float | None:
+    """The sparse filters' RMS over the layer's: 0 when they are zero, near 1 when they hold
+    typical weights that a few large ones make look sparse."""
+    if v.n_sparse == 0 or v.weight_norm == 0.0:
+        return None
+    rms = v.weight_norm / math.sqrt(v.n * v.k)
+    return math.sqrt(max(v.sparse_sumsq, 0.0) / (v.n_sparse * v.k)) / rms
 
 
 def _report(layer: ConvLayer, v: LayerValues) -> LayerReport:
@@ -163,8 +192,10 @@ def _report(layer: ConvLayer, v: LayerValues) -> LayerReport:
         return r
     r.sparsity, r.n_sparse = sparsity_compute(v.n_sparse, v.n), v.n_sparse
     r.weight_norm, r.filter_l1_mean, r.filter_l2_mean = v.weight_norm, v.filter_l1_mean, v.filter_l2_mean
-    _set_init(r, layer, v)
+    r.sparse_rms_ratio = _sparse_rms_ratio(v)
     _set_entropy(r, "variance_entropy", v.variance_entropy, v.n, v.k, "")
+    _set_random(r, v.n, v.k)
+    _set_init(r, layer, v)
     if v.n_sparse == 0:  # nothing sparse: clean VE is VE, reasons included
         for src in ("variance_entropy", "variance_entropy_norm"):
             dst = src.replace("variance_entropy", "variance_entropy_clean")

@@ -25,7 +25,9 @@ class AlertRules:
     Attributes:
         sparsity_increase: sparsity rose by at least this much (absolute share).
         collapse_ratio: VE fell to at most this fraction of its starting value.
-        random_like: normalised VE reached this while it started below ``random_like - 0.05``.
+        random_like: ``None`` (default): the layer's VE entered the band that random layers of
+            its size reach (``LayerReport.random_like``) from clearly below it; a number: the
+            fixed rule, normalised VE reached it while it started below ``random_like - 0.05``.
         spectral_growth: the condition number or the Lipschitz bound grew by this factor
             (spectral measures only).
         weight_growth: the weight's Frobenius norm grew by this factor (a blow-up).
@@ -33,7 +35,7 @@ class AlertRules:
 
     sparsity_increase: float = 0.2
     collapse_ratio: float = 0.5
-    random_like: float = 1.0
+    random_like: float | None = None
     spectral_growth: float = 10.0
     weight_growth: float = 10.0
 
@@ -46,8 +48,10 @@ class AlertRules:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 1:
                 raise InputError(f"`{name}` expected a number > 1, got {v!r}; hint: 10 is 10x")
-        if self.random_like <= 0:
-            raise InputError(f"`random_like` expected a positive number, got {self.random_like!r}")
+        if self.random_like is not None and (isinstance(self.random_like, bool) or not isinstance(
+                self.random_like, int | float) or not self.random_like > 0):
+            raise InputError(f"`random_like` expected a positive number or None (the random band "
+                             f"of each layer's size), got {self.random_like!r}")
 
 
 @dataclass(frozen=True)
@@ -94,11 +98,17 @@ def _collapsed(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple
 
 def _random_like(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[float, str] | None:
     v, v0 = now.variance_entropy_norm, start.variance_entropy_norm
-    if v is None or v0 is None or v0 >= rules.random_like - 0.05:
+    if v is None or v0 is None:
         return None
-    if v >= rules.random_like:
-        return v, f"turned random-like: normalised VE {v:.3f} (was {v0:.3f}); learning rate too high?"
-    return None
+    if rules.random_like is None:  # the band of random layers of this size, from below it
+        if not (now.random_like is True and start.random_like is False and now.random_band):
+            return None
+        where = f"inside the random band {now.random_band[0]:.3f}-{now.random_band[1]:.3f}"
+    elif v0 >= rules.random_like - 0.05 or v < rules.random_like:
+        return None
+    else:
+        where = f">= {rules.random_like:g}"
+    return v, f"turned random-like: normalised VE {v:.3f} (was {v0:.3f}), {where}; learning rate too high?"
 
 
 def _dead(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[float, str] | None:

@@ -43,7 +43,8 @@ def encode(groups: Mapping[str, ReferenceGroup], snapshot: Mapping[str, torch.Te
         for part in _PARTS:
             tensors[f"group.{i}.{part}"] = getattr(g.basis, part).to(torch.float64).contiguous()
         meta_groups.append({"key": key, "kernel_size": list(g.kernel_size), "layers": g.layers,
-                            "lo": g.basis.lo, "hi": g.basis.hi, "n": g.basis.n})
+                            "lo": g.basis.lo, "hi": g.basis.hi, "n": g.basis.n,
+                            **({} if g.rms is None else {"rms": g.rms})})
     for name, w in snapshot.items():
         tensors[f"snapshot.{name}"] = w.cpu().contiguous()
     meta = {"format": FORMAT, "version": VERSION, **header, "groups": meta_groups,
@@ -98,8 +99,12 @@ def _group(where: str | Path, i: int, g: Any, tensors: Mapping[str, torch.Tensor
     if float(parts["mean"].abs().max()) > 1.0 + 1e-9:
         raise _fail(where, f"group `{key}` whose mean lies outside [-1, 1] (filters are peak-scaled)")
     _check_distribution(where, key, parts, n)
+    rms = g.get("rms")
+    if rms is not None and (isinstance(rms, bool) or not isinstance(rms, int | float)
+                            or not math.isfinite(rms) or rms <= 0):
+        raise _fail(where, f"group `{key}` whose `rms` is not a positive number ({rms!r:.40})")
     basis = DriftBasis(parts["mean"], parts["basis"], parts["explained"], lo, hi, parts["hist"], n)
-    return ReferenceGroup(key, kernel, basis, layers)
+    return ReferenceGroup(key, kernel, basis, layers, None if rms is None else float(rms))
 
 
 def _check_distribution(where: str | Path, key: str, parts: Mapping[str, torch.Tensor], n: int) -> None:

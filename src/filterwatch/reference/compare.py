@@ -49,6 +49,19 @@ class Comparison(NamedTuple):
     relative_change: float | None = None
     drift_reason: str = ""
     change_reason: str = ""
+    ref_rms: float | None = None  # the reference's weight scale, for weight growth
+    growth_reason: str = ""
+
+
+_NO_RMS = ("the reference file keeps no weight scale (written before filterwatch kept one); "
+           "rebuild it with `filterwatch reference build` to judge weight growth")
+
+
+def _scale(group: ReferenceGroup | None) -> dict[str, object]:
+    """The reference's weight scale of ``group``, or why there is none."""
+    if group is None:
+        return {}
+    return {"ref_rms": group.rms} if group.rms is not None else {"growth_reason": _NO_RMS}
 
 
 def _names_for(layers: Sequence[ConvLayer], ref: Reference, matching: Matching) -> dict[str, str]:
@@ -146,7 +159,7 @@ class ReferencePlan:
         target = self.targets[index]
         if weight is None or target.change_reason:
             return Comparison(drift_reason=target.drift_reason, change_reason=target.change_reason)
-        out: dict[str, object] = {}
+        out: dict[str, object] = _scale(target.group)
         if target.group is None:
             out["drift_reason"] = target.drift_reason
         else:
@@ -181,7 +194,8 @@ class ReferencePlan:
         has_snapshot = target.ref_name in self.reference.snapshot
         return Comparison(drift=0.0, components=[0.0] * int(basis.basis.shape[0]),
                           noise=self.reference.noise_floor(target.group.key, n_filters),
-                          counts=basis.hist, relative_change=0.0 if has_snapshot else None)
+                          counts=basis.hist, relative_change=0.0 if has_snapshot else None,
+                          **_scale(target.group))  # type: ignore[arg-type]
 
     @staticmethod
     def apply(report: LayerReport, c: Comparison) -> None:
@@ -190,6 +204,10 @@ class ReferencePlan:
         if c.drift is not None and c.noise:
             report.drift_ratio = c.drift / c.noise
         report.relative_change = c.relative_change
+        if c.ref_rms and report.weight_norm is not None and report.shape:
+            report.weight_growth = report.weight_norm / math.sqrt(math.prod(report.shape)) / c.ref_rms
+        elif c.growth_reason:
+            report.undefined["weight_growth"] = c.growth_reason
         if c.drift_reason:
             report.undefined["drift"] = c.drift_reason
         if c.change_reason:

@@ -16,12 +16,15 @@ GROUPINGS: tuple[Grouping, ...] = ("layer", "depth", "kernel")
 
 @dataclass
 class ReferenceGroup:
-    """One reference distribution: its key, kernel size, basis and contributing layers."""
+    """One reference distribution: its key, kernel size, basis, contributing layers and the
+    root mean square of their weights (``None`` in files written before it was kept: the
+    weight-growth rule then has nothing to compare with)."""
 
     key: str
     kernel_size: tuple[int, ...]
     basis: DriftBasis
     layers: list[str] = field(default_factory=list)
+    rms: float | None = None
 
 
 def group_key(layer: ConvLayer, grouping: Grouping) -> str:

@@ -10,6 +10,7 @@ Saved as safetensors plus JSON metadata (no pickle), see :mod:`filterwatch.refer
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,10 @@ class Reference:
                     ref.skipped[key] = ("drift is undefined: the reference filters do not vary "
                                         "(e.g. a zero-initialised layer)")
                     continue
-                ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])))
+                sumsq = sum(float(p.to(torch.float64).square().sum()) for p in parts)
+                count = sum(p.numel() for p in parts)
+                rms = math.sqrt(sumsq / count) if sumsq > 0 else None
+                ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])), rms)
         return ref
 
     def _add_sources(self, many: list[Source], group: Grouping, snapshot: bool,

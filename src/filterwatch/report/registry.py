@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["MEASURES", "Measure", "get", "select"]
 
@@ -55,10 +55,17 @@ class Measure:
         gate: how the gate checks it: a ``limit`` on the value, a ``share`` of the output
             channels, a ``flag`` that must be 0; ``None``: not gated.
         gate_group: the rule group (one JUnit testcase per layer and group).
-        hint: what a bad value usually means and what to try.
+        hint: what a bad value usually means and what to try (``{value}`` is the value).
         healthy: the band where a value is unremarkable (``None``: no judgement, e.g. raw
             VE, whose range depends on the kernel size). Pictures shade it and colour outside
             it; the "worst" lines only name values outside it.
+        random_band: the band's top is the layer's own: the lower edge of the VE/H_T that
+            random layers of its filter count and kernel size reach (``LayerReport.random_band``),
+            and no top where VE cannot tell a layer of that size from random
+            (``random_like`` is ``None``); ``healthy[1]`` is then the most random-looking value
+            of trained layers, which the random band must clear to tell them apart.
+        size_limited: a gate rule on it skips layers with fewer than ``drift_min_filters``
+            filters (raw drift, whose noise grows as layers shrink; drift/noise accounts for it).
         view: the range pictures show for an unbounded measure (``None``: its range).
         spectral: computed only when spectral measures are asked for (``spectral=True``).
         fails_when_undefined: a gate rule on it fails where it is undefined with a reason
@@ -87,6 +94,8 @@ class Measure:
     view: tuple[float, float] | None = None
     spectral: bool = False
     fails_when_undefined: bool = False
+    random_band: bool = False
+    size_limited: bool = False
 
     @property
     def gated_quantity(self) -> str:
@@ -130,11 +139,35 @@ class Measure:
         text = f"{value:.{digits}f}"
         return text[1:] if text.startswith("-") and float(text) == 0.0 else text
 
-    def is_healthy(self, value: float | None) -> bool:
-        """Inside the healthy band (undefined values and measures without a band are)."""
-        if value is None or self.healthy is None:
+    def healthy_for(self, layer: Any = None) -> tuple[float, float] | None:
+        """The healthy band of ``layer`` (a :class:`~filterwatch.report.LayerReport`): the
+        registry's, or for a ``random_band`` measure one whose top is the layer's random band
+        (none where VE cannot tell a layer of that size from random).
+
+        Example:
+            >>> from types import SimpleNamespace as L
+            >>> m = get("variance_entropy_norm")
+            >>> m.healthy_for(L(random_band=[1.001, 1.004], random_like=False))
+            (0.25, 1.001)
+            >>> m.healthy_for(L(random_band=[0.99, 1.1], random_like=None))
+            (0.25, inf)
+        """
+        if self.healthy is None or not self.random_band or layer is None:
+            return self.healthy
+        band = getattr(layer, "random_band", None)
+        if band is None:
+            return self.healthy
+        return self.healthy[0], (math.inf if getattr(layer, "random_like", None) is None else band[0])
+
+    def is_healthy(self, value: float | None, layer: Any = None) -> bool:
+        """Inside the healthy band of ``layer`` (undefined values and measures without a band
+        are); a random band's lower edge itself is random-like."""
+        band = self.healthy_for(layer)
+        if value is None or band is None:
             return True
-        return self.healthy[0] <= value <= self.healthy[1]
+        if band is not self.healthy:  # the layer's own random band: its edge is random-like
+            return band[0] <= value < band[1]
+        return band[0] <= value <= band[1]
 
 
 _COLLAPSE_HINT = ("the filters collapsed to a few patterns; check the learning rate, "
@@ -153,9 +186,10 @@ MEASURES: tuple[Measure, ...] = (
     Measure("variance_entropy_norm", "VE/H_T", "high", "VE over random filters' VE; >1 random-like",
             summary=True, column="always", chart="both", heatmap=True, gate="limit",
             gate_group="variance_entropy",
-            hint="random-like filters: the layer may not have trained (frozen, no gradient, or a "
-                 "learning rate so high it scrambles the weights)",
-            healthy=(0.25, 0.98), view=(0.0, 1.2)),
+            hint="random-like filters: VE/H_T inside the band that random layers of this size "
+                 "reach; the layer may not have trained (frozen, no gradient, or a learning rate "
+                 "so high it scrambles the weights)",
+            healthy=(0.25, 0.98), view=(0.0, 1.2), random_band=True),
     Measure("variance_entropy_clean", "VE clean", "low", "VE without the sparse filters",
             hi_log10_k=True, summary=True, column="always", chart="both", baseline=True,
             hint=_COLLAPSE_HINT),
@@ -176,7 +210,7 @@ MEASURES: tuple[Measure, ...] = (
                  "check fp16 loss scaling", healthy=(0.0, 0.0)),
     Measure("drift", "drift", "high", "symmetric KL of filter distributions vs the reference",
             needs_reference=True, summary=True, column="reference", chart="both",
-            baseline=True, gate="limit", gate_group="drift",
+            baseline=True, gate="limit", gate_group="drift", size_limited=True,
             hint="the filters moved far from the reference distribution: catastrophic forgetting "
                  "or a broken fine-tune", view=(0.0, 2.0)),
     Measure("drift_noise", "noise", "high", "drift that sampling alone gives at this size",
@@ -184,12 +218,18 @@ MEASURES: tuple[Measure, ...] = (
     Measure("drift_ratio", "drift/noise", "high",
             "drift over its noise floor: 1 = what sampling alone gives; compare layers by this",
             needs_reference=True, summary=True, column="reference", chart="both", heatmap=True,
-            healthy=(0.0, 3.0), view=(0.0, 30.0),
+            healthy=(0.0, 3.0), view=(0.0, 30.0), gate="limit", gate_group="drift_ratio",
             hint="the layer's filters moved well beyond what sampling noise explains: expected "
                  "while fine-tuning early layers a little, alarming if large or in many layers"),
     Measure("relative_change", "rel change", "high", "||W - W_ref|| / ||W_ref||",
             needs_reference=True, summary=True, column="reference", chart="both",
             view=(0.0, 1.0)),
+    Measure("weight_growth", "growth", "high", "RMS of the weights over the reference's RMS "
+            "(its layer, or its group of layers): 1 = the same scale", needs_reference=True,
+            summary=True, column="reference", chart="layers", view=(0.0, 20.0), gate="limit",
+            gate_group="weight_growth", healthy=(0.0, 3.0),
+            hint="the weights grew {value:.0f}x the reference's scale: learning rate too high "
+                 "(or weight decay missing)?"),
     Measure("spectral_norm", "σ_max", "high", "largest singular value of the layer's matrix "
             "C_out x (C_in/groups)·K", spectral=True, column="spectral", chart="layers"),
     Measure("condition_number", "cond", "high", "σ_max / σ_min of the layer's matrix; null when "

@@ -78,29 +78,46 @@ def _notes(report: Report) -> list[str]:
         shown = ", ".join(left_out[:6]) + (f", ... ({len(left_out)} in all)" if len(left_out) > 6 else "")
         notes.append(f"left out: {len(left_out)} 1x1 layer(s) ({shown}): their VE is always 0; "
                      "--include-pointwise measures them")
+    shared: dict[tuple[str, str], list[str]] = {}  # (measures, reason) -> layers
     for layer in report.layers:
         reasons: dict[str, list[str]] = {}
         for measure, reason in layer.undefined.items():
             reasons.setdefault(reason, []).append(measure)
-        for reason, measures in reasons.items():
-            notes.append(f"{layer.name}: {', '.join(measures)} undefined: {reason}")
+        for reason, keys in reasons.items():
+            shared.setdefault((", ".join(keys), reason), []).append(layer.name)
+    for (what, reason), names in shared.items():  # one line for what many layers share
+        who = names[0] if len(names) == 1 else (
+            f"{len(names)} layers ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+        notes.append(f"{who}: {what} undefined: {reason}")
     return notes
 
 
-def unhealthy_worst(report: Report) -> list[tuple[Measure, str, float]]:
-    """``(measure, layer, value)`` of the worst layer of each judged measure, only where it
-    lies outside the measure's healthy band (drift is judged against its noise, VE
-    normalised: like with like)."""
+def unhealthy(report: Report) -> list[tuple[Measure, list[tuple[str, float]]]]:
+    """``(measure, [(layer, value), ...])`` of every judged measure with layers outside their
+    healthy band (each layer's own, e.g. VE/H_T's random band), worst first: the same layers
+    the HTML table marks (drift is judged against its noise, VE normalised: like with like)."""
     out = []
     for m in report_measures(report):
-        worst = report.summary.get("worst", {}).get(m.key) or []
-        if worst and m.healthy is not None and not m.is_healthy(worst[0]["value"]):
-            out.append((m, str(worst[0]["layer"]), float(worst[0]["value"])))
+        if m.healthy is None:
+            continue
+        bad = [(layer.name, v) for layer in report.layers
+               if (v := layer.value(m.key)) is not None and not m.is_healthy(v, layer)]
+        if bad:
+            bad.sort(key=lambda lv: lv[1], reverse=m.worse == "high" or m.random_band)
+            out.append((m, bad))
     return out
 
 
+def outside_line(m: Measure, bad: list[tuple[str, float]], shown: int = 3) -> str:
+    """``sparsity in 2 of the layers: 0.976 at conv4, 0.865 at conv3`` (the worst ``shown``
+    named, the rest counted)."""
+    named = ", ".join(f"{m.format(v)} at {name}" for name, v in bad[:shown])
+    more = f", and {len(bad) - shown} more" if len(bad) > shown else ""
+    return f"{m.label} in {len(bad)} layer{'s' if len(bad) > 1 else ''}: {named}{more}"
+
+
 def _worst_line(report: Report) -> str:
-    parts = [f"{m.label} {m.format(value)} at {layer}" for m, layer, value in unhealthy_worst(report)]
+    parts = [outside_line(m, bad) for m, bad in unhealthy(report)]
     if not parts:
         return "outside the healthy ranges: nothing"
     return "outside the healthy ranges: " + "; ".join(parts)

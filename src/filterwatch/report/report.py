@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from .._atomic import write_text_atomic
 from ..errors import InputError
-from .registry import get, select
+from .registry import select
 
 __all__ = ["SCHEMA_VERSION", "LayerReport", "Report", "summarize"]
 
@@ -49,6 +48,7 @@ class LayerReport:
     drift_noise: float | None = None
     drift_ratio: float | None = None
     relative_change: float | None = None
+    weight_growth: float | None = None
     spectral_norm: float | None = None
     condition_number: float | None = None
     stable_rank: float | None = None
@@ -57,6 +57,9 @@ class LayerReport:
     lipschitz: float | None = None
     init_bound_ratio: float | None = None
     fresh_init: str | None = None
+    random_band: list[float] | None = None
+    random_like: bool | None = None
+    sparse_rms_ratio: float | None = None
     undefined: dict[str, str] = field(default_factory=dict)
 
     def value(self, measure: str) -> float | None:
@@ -180,6 +183,7 @@ def _is_int(v: Any) -> bool:
 _FIELD_CHECKS: dict[str, tuple[str, Any]] = {
     "str": ("a string", lambda v: isinstance(v, str)),
     "str | None": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "bool | None": ("true, false or null", lambda v: v is None or isinstance(v, bool)),
     "int": ("an integer", _is_int),
     "float": ("a number", _is_number),
     "int | None": ("an integer or null", lambda v: v is None or _is_int(v)),
@@ -254,24 +258,25 @@ def summarize(layers: list[LayerReport], top: int = 3) -> dict[str, Any]:
     }
 
 
-_RANDOM_LIKE = get("variance_entropy_norm")
-
-
 def _notes(layers: list[LayerReport]) -> list[str]:
     """Plain statements about the whole model, as measured: that most layers, or some, hold
-    weights as a fresh initialisation leaves them (``fresh_init``; random-like VE alone is
-    no evidence: wide layers trained briefly keep VE/H_T near 1)."""
+    weights as a fresh initialisation leaves them (``fresh_init``: the init's fingerprint in
+    the mean, RMS and largest |w|, and a VE inside the random band of the layer's size;
+    random-like VE alone is no evidence: wide layers trained briefly keep VE/H_T near 1).
+    Each layer is named with its own init."""
     measured = [layer for layer in layers if layer.nonfinite == 0]
     fresh = [layer for layer in measured if layer.fresh_init is not None]
     if not fresh:
         return []
-    kind = Counter(layer.fresh_init for layer in fresh).most_common(1)[0][0]
-    ves = [v for layer in fresh if (v := layer.value(_RANDOM_LIKE.key)) is not None]
-    ve = f", {_RANDOM_LIKE.label} {min(ves):.2f}-{max(ves):.2f}" if ves else ""
-    evidence = f"mean, RMS and largest |w| as {kind} leaves them{ve}"
+    by_init: dict[str, list[str]] = {}
+    for layer in fresh:
+        by_init.setdefault(str(layer.fresh_init), []).append(layer.name)
+    ranked = sorted(by_init.items(), key=lambda kv: -len(kv[1]))
+    named = "; ".join(f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''} as {init} "
+                      f"leaves them" for init, names in ranked)
+    evidence = f"mean, RMS and largest |w|: {named}; VE/H_T inside the random band of each size"
     if len(fresh) * 2 > len(measured):
         return [f"looks untrained: {len(fresh)} of {len(measured)} layers hold freshly initialised "
                 f"weights ({evidence}); was the right checkpoint loaded?"]
-    names = ", ".join(layer.name for layer in fresh[:3]) + (", ..." if len(fresh) > 3 else "")
-    return [f"{len(fresh)} of {len(measured)} layers look freshly initialised ({names}: {evidence}); "
+    return [f"{len(fresh)} of {len(measured)} layers look freshly initialised ({evidence}); "
             "re-initialised, newly added, or not reached by training?"]
