@@ -261,7 +261,8 @@ def markdown(result: dict[str, Any]) -> str:
                   "| random-like layers | notes | scan s |",
                   "|---|---|---|---|---|---:|---|---:|---|---:|"]
         lines += [f"| {w['name']} (`{w['package']}`) | {w['kind']} | {w['task']} | {w['convs']} | "
-                  f"{w['format']} | {w['layers']} | {w['verdict']} | {w['random_like']} | {w['notes']} | {w['seconds']:.1f} |"
+                  f"{w['format']} | {w['layers']} | {w['verdict']} | {w['random_like']} | {w['notes']} | "
+                  f"{w['seconds']:.1f} |"
                   for w in result["wild"]]
     lines += ["", "| rule | worst healthy | least must-fail | derived limit | default |",
               "|---|---:|---:|---:|---:|"]

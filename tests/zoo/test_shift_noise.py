@@ -48,7 +48,8 @@ def test_two_populations_read_far_above_their_noise(tmp_path: Path) -> None:
     labels = ["random"] * 5 + ["trained"] * 5
     zoo.scan([_population(tmp_path / "m", 10, labels, set(range(5, 10)))], tmp_path / "Z", workers=1)
     got = zoo.open(tmp_path / "Z").shift(by="group")
-    assert got.noise is not None and got.matrix[0][1] > 3 * got.noise[0][1]
+    # 5 + 5 checkpoints: 252 splits, of which only the true one and its mirror are that far
+    assert got.noise is not None and got.matrix[0][1] > got.noise[0][1] > 0
 
 
 def test_groups_of_few_checkpoints_are_redrawn_among_filters_with_a_note(tmp_path: Path) -> None:

@@ -190,7 +190,8 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                      progress=None if args.quiet else _Progress(err))
     verdict = evaluate(report, config)
     if baseline is not None:
-        compare_to_baseline(report, baseline, 0.05 if args.tolerance is None else args.tolerance, verdict)
+        compare_to_baseline(report, baseline, 0.05 if args.tolerance is None else args.tolerance, verdict,
+                            config.rules.max_weight_growth)
     if args.format == "html":
         text = _html(report, args.path, select, verdict_dict(verdict, report, config))
     else:

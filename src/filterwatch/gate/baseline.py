@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..report import Report
-from ..report.registry import select
+from ..report.registry import get, select
 from .evaluate import Verdict, Violation, gated_value
+from .rules import GateRules
 
 __all__ = ["compare_to_baseline"]
 
 
+_GROWTH = get("weight_growth")
+
+
 def compare_to_baseline(report: Report, baseline: Report, tolerance: float,
-                        verdict: Verdict | None = None) -> Verdict:
+                        verdict: Verdict | None = None,
+                        max_weight_growth: float | None = GateRules().max_weight_growth) -> Verdict:
     """Fail every measure that is worse than in ``baseline`` by more than ``tolerance``
-    (absolute), for layers present in both (e.g. the last released model's report). Which
-    measures count, and which direction is worse, come from the registry."""
+    (absolute), for layers present in both (e.g. the last released model's report), and
+    every layer whose weights grew beyond ``max_weight_growth`` times the baseline's norm (a
+    blow-up, said first: the other measures' hints are its symptoms). Which measures count,
+    and which direction is worse, come from the registry."""
     verdict = verdict or Verdict()
     before = {layer.name: layer for layer in baseline.layers}
     _check_same_architecture(report, baseline, before)
@@ -29,6 +36,12 @@ def compare_to_baseline(report: Report, baseline: Report, tolerance: float,
         if old is None:
             verdict.add(layer.name, "baseline", None, skip="layer not in the baseline")
             continue
+        if max_weight_growth is not None and layer.weight_norm and old.weight_norm:
+            growth = layer.weight_norm / old.weight_norm
+            if growth > max_weight_growth:
+                verdict.add(layer.name, "baseline", Violation(
+                    layer.name, _GROWTH.key, growth, max_weight_growth,
+                    f"baseline: {_GROWTH.gate_rule.replace('_', '-')}", "baseline", _GROWTH.hint))
         for m in select(baseline=True):
             now, then = gated_value(layer, m), gated_value(old, m)
             if now is None or then is None:

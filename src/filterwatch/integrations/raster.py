@@ -68,8 +68,9 @@ def health_colours(m: Measure, values: torch.Tensor, band: torch.Tensor | None =
     colour in every picture of every run (for a layer of the same size, where the band is the
     layer's own). Values are clamped to the measure's view range; inside the healthy band
     (``band`` ``(..., 2)``: each value's own, e.g. a row per layer, else the registry's)
-    green, orange at the band's edge and soon red away from it; without a band, red at the
-    unhealthy end to green at the other; NaN grey.
+    green, orange at the band's edge and soon red away from it (above a layer's own band, its
+    random band, red at once); without a band, red at the unhealthy end to green at the
+    other; NaN grey.
 
     Example:
         >>> from filterwatch.report.registry import get
@@ -88,6 +89,8 @@ def health_colours(m: Measure, values: torch.Tensor, band: torch.Tensor | None =
         below_span, above_span = a - lo, hi - b
         below = torch.where(below_span > 0, (a - x) / below_span.clamp_min(1e-12), torch.ones_like(x))
         above = torch.where(above_span > 0, (x - b) / above_span.clamp_min(1e-12), torch.ones_like(x))
+        if band is not None:  # a layer's random band: inside it is random-like, however deep
+            above = torch.ones_like(x)
         depth = torch.where(x < a, below, above)
         inside = (x >= a) & ((x <= b) if band is None else ((x < b) | (b >= hi)))
         t = torch.where(inside, torch.full_like(x, 0.88), 0.42 - 0.42 * (depth * 4.0).clamp(max=1.0))
