@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from filterwatch import analyze
 from filterwatch.monitor import AlertTracker
-from filterwatch.report import to_table
+from filterwatch.report import Report, to_table
 from filterwatch.report.registry import get
 from tests import calibration_models as cm
 
@@ -80,3 +81,18 @@ def test_outside_the_healthy_ranges_lists_every_layer_outside() -> None:
         state[f"c{i}.weight"].view(-1, 9)[: 100 + 10 * i] = 0.0  # 100-128 of 128 filters sparse
     line = next(x for x in to_table(analyze(state)).splitlines() if x.startswith("outside the healthy"))
     assert "sparsity in 4 layers: 1.000 at c3, 0.938 at c2, 0.859 at c1, and 1 more" in line
+
+
+def test_a_layer_at_its_bands_edge_alerts_once() -> None:
+    """The --bad demo's layer read 1.003, 1.001, 1.003, ... around its band's edge (1.002):
+    one alert, not one per crossing."""
+    start = analyze({"c.weight": cm.trained("bn_sgd").state["10.weight"]}).layers[0]
+    lo = analyze({"c.weight": torch.randn(128, 128, 3, 3)}).layers[0].random_band[0]  # type: ignore[index]
+    tracker = AlertTracker()
+    tracker.update(Report([start]))
+    fired = []
+    for v in (lo + 1e-4, lo - 1e-4, lo + 1e-4, lo - 2e-4, lo + 1e-4):
+        now = dataclasses.replace(start, variance_entropy_norm=v, random_like=v >= lo,
+                                  random_band=[lo, lo + 1e-3])
+        fired += [a.kind for a in tracker.update(Report([now]))]
+    assert fired.count("random_like") == 1

@@ -111,6 +111,16 @@ def _random_like(now: LayerReport, start: LayerReport, rules: AlertRules) -> tup
     return v, f"turned random-like: normalised VE {v:.3f} (was {v0:.3f}), {where}; learning rate too high?"
 
 
+def _random_like_holds(now: LayerReport, start: LayerReport, rules: AlertRules) -> bool:
+    """Once fired, the random-like alert holds until VE/H_T fell a tenth of the way back to
+    where it started (a layer at its band's edge would otherwise fire at every snapshot)."""
+    v, v0, band = now.variance_entropy_norm, start.variance_entropy_norm, now.random_band
+    if v is None or v0 is None:
+        return False
+    edge = band[0] if rules.random_like is None and band else (rules.random_like or 1.0)
+    return v >= edge - 0.1 * (edge - v0)
+
+
 def _dead(now: LayerReport, start: LayerReport, rules: AlertRules) -> tuple[float, str] | None:
     if now.dead_channels and now.dead_channels > (start.dead_channels or 0):
         return float(now.dead_channels), (f"{now.dead_channels} of {now.shape[0]} output channels "
@@ -148,6 +158,12 @@ _CHECKS: dict[str, tuple[str, Check]] = {
 }
 
 
+# alert kind -> while it is active, whether it still holds though its check no longer fires
+_HOLDS: dict[str, Callable[[LayerReport, LayerReport, AlertRules], bool]] = {
+    "random_like": _random_like_holds,
+}
+
+
 @dataclass
 class AlertTracker:
     """Compares each new report with the first one and emits alerts on transitions."""
@@ -167,6 +183,9 @@ class AlertTracker:
             for kind, (measure, check) in _CHECKS.items():
                 hit = check(layer, start, self.rules)
                 key = (layer.name, kind)
+                holds = _HOLDS.get(kind)
+                if hit is None and key in self.active and holds and holds(layer, start, self.rules):
+                    continue
                 if hit is None:
                     self.active.discard(key)
                 elif key not in self.active:
