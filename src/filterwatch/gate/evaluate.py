@@ -107,11 +107,15 @@ def gated_value(layer: LayerReport, m: Measure) -> float | None:
 
 
 def dwarfed(layer: LayerReport, rules: GateRules) -> bool:
-    """Whether the layer's sparse filters hold real weights that a few very large ones dwarf
-    (``dwarfed_sparse_rms``): its sparsity and VE then describe those few, and a layer like
-    it works (a voice-activity model's 98 %-sparse layer)."""
-    r = layer.sparse_rms_ratio
-    return rules.dwarfed_sparse_rms is not None and r is not None and r >= rules.dwarfed_sparse_rms
+    """Whether most of the layer's filters count as sparse only because a few very large
+    weights dwarf them: sparsity beyond ``max_sparsity`` (0.5 where that rule is off) while
+    the sparse filters hold real weights (``sparse_rms_ratio >= dwarfed_sparse_rms``; zeroed
+    or decayed filters are near 0). Its sparsity and VE then describe those few, and a layer
+    like it works (a voice-activity model's 98 %-sparse layer)."""
+    r, share = layer.sparse_rms_ratio, layer.sparsity
+    most = rules.max_sparsity if rules.max_sparsity is not None else 0.5
+    return (rules.dwarfed_sparse_rms is not None and r is not None and share is not None
+            and share > most and r >= rules.dwarfed_sparse_rms)
 
 
 # rules that a dwarfed layer breaks only as a warning

@@ -44,8 +44,9 @@ class GateRules:
             pattern); for other kernels it scales with VE's range, ``× log10 K / log10 9``.
         dwarfed_sparse_rms: sparse filters whose RMS is at least this share of the layer's
             hold real weights that a few very large ones dwarf (``sparse_rms_ratio``; zeroed
-            or decayed filters are near 0): such a layer is degenerate but may work, so its
-            sparsity and VE beyond their limits are warnings, not failures.
+            or decayed filters are near 0): a layer with more sparse filters than
+            ``max_sparsity`` allows, all such, is degenerate but may work, so its sparsity and
+            VE beyond their limits are warnings, not failures.
         max_variance_entropy_norm: most normalised VE (random-like); off by default.
         min_orthogonality: least orthogonality; off by default (depthwise layers are low).
         max_dead_channel_share: most share of all-zero output channels (default 0.25; the

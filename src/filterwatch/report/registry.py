@@ -139,6 +139,15 @@ class Measure:
         text = f"{value:.{digits}f}"
         return text[1:] if text.startswith("-") and float(text) == 0.0 else text
 
+    def _own_band(self, layer: Any) -> tuple[float, float] | None:
+        """A ``random_band`` measure's band for ``layer``: up to its random band's lower
+        edge, or without a top where VE cannot tell (``random_like`` is ``None``); ``None``
+        for other measures and layers without a band."""
+        band = getattr(layer, "random_band", None)
+        if self.healthy is None or not self.random_band or band is None:
+            return None
+        return self.healthy[0], (math.inf if getattr(layer, "random_like", None) is None else band[0])
+
     def healthy_for(self, layer: Any = None) -> tuple[float, float] | None:
         """The healthy band of ``layer`` (a :class:`~filterwatch.report.LayerReport`): the
         registry's, or for a ``random_band`` measure one whose top is the layer's random band
@@ -152,22 +161,18 @@ class Measure:
             >>> m.healthy_for(L(random_band=[0.99, 1.1], random_like=None))
             (0.25, inf)
         """
-        if self.healthy is None or not self.random_band or layer is None:
-            return self.healthy
-        band = getattr(layer, "random_band", None)
-        if band is None:
-            return self.healthy
-        return self.healthy[0], (math.inf if getattr(layer, "random_like", None) is None else band[0])
+        return self._own_band(layer) or self.healthy
 
     def is_healthy(self, value: float | None, layer: Any = None) -> bool:
         """Inside the healthy band of ``layer`` (undefined values and measures without a band
         are); a random band's lower edge itself is random-like."""
-        band = self.healthy_for(layer)
-        if value is None or band is None:
+        own = self._own_band(layer)
+        if value is None or (own is None and self.healthy is None):
             return True
-        if band is not self.healthy:  # the layer's own random band: its edge is random-like
-            return band[0] <= value < band[1]
-        return band[0] <= value <= band[1]
+        if own is not None:
+            return own[0] <= value < own[1]
+        assert self.healthy is not None
+        return self.healthy[0] <= value <= self.healthy[1]
 
 
 _COLLAPSE_HINT = ("the filters collapsed to a few patterns; check the learning rate, "
