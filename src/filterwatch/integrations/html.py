@@ -17,7 +17,7 @@ import torch
 
 from ..report import Report
 from ..report.registry import Measure, get, select
-from ..report.render import outside_line, report_measures, shorten, unhealthy
+from ..report.render import report_measures, shorten, unhealthy
 from .figures import filter_grid, png_bytes, svg_text
 from .raster import shown_value, view_range
 
@@ -64,7 +64,9 @@ def _chart(report: Report, m: Measure) -> str:
     ax.set_xticks(range(len(names)), [shorten(n, 18) for n in names], rotation=60, ha="right",
                   fontsize=7, parse_math=False)
     label = f"{m.label} / log10 K" if m.hi_log10_k else m.label
-    ax.set_title(f"{label} ({'low' if m.worse == 'low' else 'high'} is unhealthy)", fontsize=9)
+    judged = ("red: inside the layer's own random band; small layers VE cannot judge" if m.random_band
+              else f"{'low' if m.worse == 'low' else 'high'} is unhealthy")
+    ax.set_title(f"{label} ({judged})", fontsize=9)
     return svg_text(fig)
 
 
@@ -150,17 +152,19 @@ def to_html(report: Report, verdict: Mapping[str, Any] | None = None,
         ok = bool(verdict.get("passed"))
         parts.append(f"<div class='{'pass' if ok else 'fail'}'><b>{_e(verdict.get('summary', ''))}</b>"
                      f"<br>rules: {_e(verdict.get('config', ''))}</div>")
-        if verdict.get("violations"):
+        for key, title in (("violations", "Violations"),
+                           ("warnings", "Warnings (degenerate but working: not failed)")):
+            if not verdict.get(key):
+                continue
             rows = "".join(f"<tr><td><code>{_e(v['layer'])}</code></td><td>{_e(v['measure'])}</td>"
-                           f"<td>{_e(v['statement'])}</td><td>{_e(v['hint'])}</td></tr>"
-                           for v in verdict["violations"])
-            parts.append(f"<h2>Violations</h2><table><tr><th>layer</th><th>measure</th>"
+                           f"<td>{_e(v['statement'])}</td><td>{_e(v['message'].split('; hint: ', 1)[-1])}"
+                           f"</td></tr>" for v in verdict[key])
+            parts.append(f"<h2>{title}</h2><table><tr><th>layer</th><th>measure</th>"
                          f"<th>what</th><th>hint</th></tr>{rows}</table>")
     for note in report.summary.get("notes", []):
         parts.append(f"<div class='note'>{_e(note)}</div>")
     outside = unhealthy(report)
-    items = "".join(f"<li>{_e(outside_line(m, bad, shown=len(bad)))}: {_e(m.hint)}</li>"
-                    for m, bad in outside)
+    items = "".join(f"<li>{_e(o.line(shown=len(o.layers)))}: {_e(o.hint)}</li>" for o in outside)
     parts.append("<h2>Outside the healthy ranges</h2>"
                  + (f"<ul>{items}</ul>" if outside else "<p>nothing</p>"))
     charts = [_chart(report, m) for m in select() if m.column == "always" and not m.integer]

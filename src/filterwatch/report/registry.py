@@ -64,6 +64,8 @@ class Measure:
             and no top where VE cannot tell a layer of that size from random
             (``random_like`` is ``None``); ``healthy[1]`` is then the most random-looking value
             of trained layers, which the random band must clear to tell them apart.
+        other_side_hint: the hint for values beyond the healthy band's other end (VE/H_T
+            below it: collapse), where the band has two meaningful sides.
         size_limited: a gate rule on it skips layers with fewer than ``drift_min_filters``
             filters (raw drift, whose noise grows as layers shrink; drift/noise accounts for it).
         view: the range pictures show for an unbounded measure (``None``: its range).
@@ -96,6 +98,7 @@ class Measure:
     fails_when_undefined: bool = False
     random_band: bool = False
     size_limited: bool = False
+    other_side_hint: str = ""
 
     @property
     def gated_quantity(self) -> str:
@@ -194,7 +197,7 @@ MEASURES: tuple[Measure, ...] = (
             hint="random-like filters: VE/H_T inside the band that random layers of this size "
                  "reach; the layer may not have trained (frozen, no gradient, or a learning rate "
                  "so high it scrambles the weights)",
-            healthy=(0.25, 0.98), view=(0.0, 1.2), random_band=True),
+            healthy=(0.25, 0.98), view=(0.0, 1.2), random_band=True, other_side_hint=_COLLAPSE_HINT),
     Measure("variance_entropy_clean", "VE clean", "low", "VE without the sparse filters",
             hi_log10_k=True, summary=True, column="always", chart="both", baseline=True,
             hint=_COLLAPSE_HINT),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Collection
+from typing import NamedTuple
 
 from ..layers import format_kernel_size
 from .registry import Measure, select
@@ -92,32 +93,52 @@ def _notes(report: Report) -> list[str]:
     return notes
 
 
-def unhealthy(report: Report) -> list[tuple[Measure, list[tuple[str, float]]]]:
-    """``(measure, [(layer, value), ...])`` of every judged measure with layers outside their
-    healthy band (each layer's own, e.g. VE/H_T's random band), worst first: the same layers
-    the HTML table marks (drift is judged against its noise, VE normalised: like with like)."""
+class Outside(NamedTuple):
+    """The layers outside one measure's healthy band on one side, worst first, and the hint
+    that side calls for."""
+
+    measure: Measure
+    side: str  # "high" or "low"
+    layers: list[tuple[str, float]]
+
+    @property
+    def hint(self) -> str:
+        return self.measure.hint if self.side == self.measure.worse else (
+            self.measure.other_side_hint or self.measure.hint)
+
+    def line(self, shown: int = 3) -> str:
+        """``sparsity in 2 layers: 0.976 at conv4, 0.865 at conv3`` (the worst ``shown``
+        named, the rest counted; ``(low)`` where the measure's band has two sides)."""
+        m, bad = self.measure, self.layers
+        named = ", ".join(f"{m.format(v)} at {name}" for name, v in bad[:shown])
+        more = f", and {len(bad) - shown} more" if len(bad) > shown else ""
+        side = f" ({self.side})" if m.other_side_hint else ""
+        return f"{m.label}{side} in {len(bad)} layer{'s' if len(bad) > 1 else ''}: {named}{more}"
+
+
+def unhealthy(report: Report) -> list[Outside]:
+    """Every judged measure's layers outside their healthy band (each layer's own, e.g.
+    VE/H_T's random band), per side, worst first: the same layers the HTML table marks
+    (drift is judged against its noise, VE normalised: like with like)."""
     out = []
     for m in report_measures(report):
         if m.healthy is None:
             continue
-        bad = [(layer.name, v) for layer in report.layers
-               if (v := layer.value(m.key)) is not None and not m.is_healthy(v, layer)]
-        if bad:
-            bad.sort(key=lambda lv: lv[1], reverse=m.worse == "high" or m.random_band)
-            out.append((m, bad))
+        sides: dict[str, list[tuple[str, float]]] = {"high": [], "low": []}
+        for layer in report.layers:
+            v = layer.value(m.key)
+            if v is not None and not m.is_healthy(v, layer):
+                band = m.healthy_for(layer)
+                sides["low" if band is not None and v < band[0] else "high"].append((layer.name, v))
+        for side, bad in sides.items():
+            if bad:
+                bad.sort(key=lambda lv: lv[1], reverse=side == "high")
+                out.append(Outside(m, side, bad))
     return out
 
 
-def outside_line(m: Measure, bad: list[tuple[str, float]], shown: int = 3) -> str:
-    """``sparsity in 2 of the layers: 0.976 at conv4, 0.865 at conv3`` (the worst ``shown``
-    named, the rest counted)."""
-    named = ", ".join(f"{m.format(v)} at {name}" for name, v in bad[:shown])
-    more = f", and {len(bad) - shown} more" if len(bad) > shown else ""
-    return f"{m.label} in {len(bad)} layer{'s' if len(bad) > 1 else ''}: {named}{more}"
-
-
 def _worst_line(report: Report) -> str:
-    parts = [outside_line(m, bad) for m, bad in unhealthy(report)]
+    parts = [o.line() for o in unhealthy(report)]
     if not parts:
         return "outside the healthy ranges: nothing"
     return "outside the healthy ranges: " + "; ".join(parts)
