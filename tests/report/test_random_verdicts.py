@@ -96,3 +96,15 @@ def test_a_layer_at_its_bands_edge_alerts_once() -> None:
                                   random_band=[lo, lo + 1e-3])
         fired += [a.kind for a in tracker.update(Report([now]))]
     assert fired.count("random_like") == 1
+
+
+def test_a_small_layer_is_called_fresh_only_on_evidence_that_can_tell() -> None:
+    """The plain loop's trained 32-filter first layer (relative change 0.17-0.77) matched
+    LeCun-normal: at 288 values a normal init's RMS allows 22 % and VE cannot tell 32
+    filters from random. A uniform init's hard bound still tells."""
+    torch.manual_seed(3)
+    normal = torch.randn(32, 1, 3, 3) / 3.0  # σ = 1/sqrt(fan_in): LeCun-normal's values
+    default = nn.Conv2d(1, 32, 3).weight.detach()  # PyTorch's default: uniform within ±1/3
+    report = analyze({"normal.weight": normal, "default.weight": default})
+    assert report.layer("normal").random_like is None and report.layer("normal").fresh_init is None
+    assert report.layer("default").fresh_init == "PyTorch default (uniform ±1/sqrt(fan_in))"
