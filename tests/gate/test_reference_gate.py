@@ -39,6 +39,7 @@ def test_the_lr5_wreck_fails_check_reference_and_a_healthy_finetune_passes(files
     growth = next(v for v in verdict["violations"] if v["rule"] == "max-weight-growth")
     assert f"grew {growth['value']:.0f}x the reference's scale: learning rate too high" in growth["message"]
     assert "collapsed" not in growth["message"]
+    assert growth["hint"] in growth["message"] and "{value" not in out  # filled everywhere
     code, out, _ = _run("check", str(files["healthy"]), "--reference", str(files["ref"]))
     assert code == 0, out
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ..report import LayerReport, Report
-from ..report.registry import Measure, select
+from ..report.registry import Measure, fill_hint, select
 from .rules import GateConfig, GateRules
 
 __all__ = ["GATED", "Verdict", "Violation", "evaluate"]
@@ -46,14 +46,18 @@ class Violation:
         return f"{self.layer}: {self.measure} = {self.value:.4g}{of} violates {self.rule} {self.limit:.4g}"
 
     @property
+    def filled_hint(self) -> str:
+        """The hint with ``{value}`` in it filled in."""
+        return fill_hint(self.hint, self.value)
+
+    @property
     def message(self) -> str:
-        """What failed, and the hint (``{value}`` in it filled in)."""
-        hint = self.hint.format(value=self.value) if "{value" in self.hint and self.value is not None \
-            else self.hint
-        return f"{self.statement}; hint: {hint}"
+        """What failed, and the hint."""
+        return f"{self.statement}; hint: {self.filled_hint}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "statement": self.statement, "message": self.message}
+        return {**asdict(self), "hint": self.filled_hint, "statement": self.statement,
+                "message": self.message}
 
 
 @dataclass

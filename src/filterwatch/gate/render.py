@@ -67,7 +67,7 @@ def _markdown(verdict: Verdict, report: Report, config: GateConfig) -> str:
         lines += ["| layer | measure | value | limit | rule | hint |", "|---|---|---:|---:|---|---|"]
         lines += [f"| {md_code(v.layer)} | {md_cell(v.measure)} | "
                   f"{'n/a' if v.value is None else format(v.value, '.4g')} | {v.limit:.4g} | "
-                  f"{md_cell(v.rule)} | {md_cell(v.message.split('; hint: ', 1)[-1])} |" for v in found]
+                  f"{md_cell(v.rule)} | {md_cell(v.filled_hint)} |" for v in found]
         lines.append("")
     return "\n".join(lines) + "\n" + to_markdown(report)
 

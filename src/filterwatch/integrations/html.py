@@ -157,8 +157,8 @@ def to_html(report: Report, verdict: Mapping[str, Any] | None = None,
             if not verdict.get(key):
                 continue
             rows = "".join(f"<tr><td><code>{_e(v['layer'])}</code></td><td>{_e(v['measure'])}</td>"
-                           f"<td>{_e(v['statement'])}</td><td>{_e(v['message'].split('; hint: ', 1)[-1])}"
-                           f"</td></tr>" for v in verdict[key])
+                           f"<td>{_e(v['statement'])}</td><td>{_e(v['hint'])}</td></tr>"
+                           for v in verdict[key])
             parts.append(f"<h2>{title}</h2><table><tr><th>layer</th><th>measure</th>"
                          f"<th>what</th><th>hint</th></tr>{rows}</table>")
     for note in report.summary.get("notes", []):

@@ -127,8 +127,9 @@ class Reference:
         with scratch_memory():  # the layers' passes share their buffers
             ref._add_sources(many, group, snapshot, select, pooled, members, kernels)
             for key, parts in pooled.items():
+                filters = torch.cat(parts).to(torch.float64)  # one copy: the basis and the scale
                 try:
-                    basis = drift_basis(torch.cat(parts).to(torch.float64), bins=bins)
+                    basis = drift_basis(filters, bins=bins)
                 except UndefinedMeasureError as exc:  # one filter, NaN/Inf: skip this group only
                     ref.skipped[key] = str(exc)
                     continue
@@ -136,9 +137,8 @@ class Reference:
                     ref.skipped[key] = ("drift is undefined: the reference filters do not vary "
                                         "(e.g. a zero-initialised layer)")
                     continue
-                sumsq = sum(float(p.to(torch.float64).square().sum()) for p in parts)
-                count = sum(p.numel() for p in parts)
-                rms = math.sqrt(sumsq / count) if sumsq > 0 else None
+                sumsq = float(filters.square().sum())
+                rms = math.sqrt(sumsq / filters.numel()) if sumsq > 0 else None
                 ref.groups[key] = ReferenceGroup(key, kernels[key], basis, sorted(set(members[key])), rms)
         return ref
 

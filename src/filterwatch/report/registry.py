@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["MEASURES", "Measure", "get", "select"]
+__all__ = ["MEASURES", "Measure", "fill_hint", "get", "select"]
 
 Worse = Literal["high", "low"]
 GateKind = Literal["limit", "share", "flag"]
@@ -176,6 +176,16 @@ class Measure:
             return own[0] <= value < own[1]
         assert self.healthy is not None
         return self.healthy[0] <= value <= self.healthy[1]
+
+
+def fill_hint(hint: str, value: float | None) -> str:
+    """A hint with its ``{value}`` filled in (as is where there is no value).
+
+    Example:
+        >>> fill_hint(get("weight_growth").hint, 44.2).split(":")[0]
+        "the weights grew 44x the reference's scale"
+    """
+    return hint.format(value=value) if "{value" in hint and value is not None else hint
 
 
 _COLLAPSE_HINT = ("the filters collapsed to a few patterns; check the learning rate, "

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import NamedTuple
 
 from ..layers import format_kernel_size
-from .registry import Measure, select
+from .registry import Measure, fill_hint, select
 from .report import LayerReport, Report
 from .text import md_cell, md_code, printable
 
@@ -103,8 +103,10 @@ class Outside(NamedTuple):
 
     @property
     def hint(self) -> str:
-        return self.measure.hint if self.side == self.measure.worse else (
-            self.measure.other_side_hint or self.measure.hint)
+        """That side's hint, filled in with the worst value."""
+        m = self.measure
+        hint = m.hint if self.side == m.worse else (m.other_side_hint or m.hint)
+        return fill_hint(hint, self.layers[0][1])
 
     def line(self, shown: int = 3) -> str:
         """``sparsity in 2 layers: 0.976 at conv4, 0.865 at conv3`` (the worst ``shown``
